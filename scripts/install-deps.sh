@@ -1,0 +1,31 @@
+#!/usr/bin/env bash
+# Installs what building, testing and running Schism need on a fresh Debian 12 machine, as root:
+# the kernel tools of the data plane, the real databases the tests break, and the offline
+# Kubernetes validators. Safe to run again; it only installs what is missing.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+packages=(nftables iptables iproute2 etcd-server etcd-client redis-server iputils-ping python3-venv procps)
+missing=()
+for package in "${packages[@]}"; do
+  dpkg-query -W -f='${Status}' "$package" 2>/dev/null | grep -q "install ok installed" || missing+=("$package")
+done
+if ((${#missing[@]})); then
+  echo "installing Debian packages: ${missing[*]}"
+  apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+
+# Offline validators from PyPI, in a git-ignored folder.
+venv=.tools/venv
+if [ ! -x "$venv/bin/kubernetes-validate" ]; then
+  echo "installing kubernetes-validate into $venv"
+  python3 -m venv "$venv"
+  "$venv/bin/pip" install -q --disable-pip-version-check kubernetes-validate openapi-schema-validator pyyaml
+fi
+
+command -v cargo >/dev/null || { echo "cargo is missing: install the Rust toolchain (rustup) first" >&2; exit 1; }
+if ! cargo nextest --version >/dev/null 2>&1; then
+  echo "installing cargo-nextest"
+  cargo install --locked cargo-nextest
+fi

@@ -1,0 +1,22 @@
+#!/usr/bin/env bash
+# README's test command: formatting, lints, the CRD checked by real Kubernetes tooling, then
+# every test (some need root, etcd, Redis and nftables: scripts/install-deps.sh provides them).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+bash scripts/install-deps.sh
+
+echo "== cargo fmt --check"
+cargo fmt --check
+echo "== cargo clippy"
+cargo clippy --all-targets --quiet -- -D warnings
+
+echo "== the CRD against the Kubernetes API (kubernetes-validate --strict)"
+cargo build --quiet
+./target/debug/schism crd | diff -u crds/schism.yaml - || { echo "crds/schism.yaml is stale" >&2; exit 1; }
+.tools/venv/bin/kubernetes-validate --strict --quiet crds/schism.yaml
+echo "== examples against the CRD's openAPIV3Schema (openapi-schema-validator)"
+.tools/venv/bin/python scripts/validate_against_crd.py crds/schism.yaml examples/*.yaml examples/local/*.yaml
+./target/debug/schism validate --quiet examples/*.yaml examples/local/*.yaml
+
+echo "== tests"
+cargo nextest run --no-fail-fast --status-level fail

@@ -1,0 +1,638 @@
+//! The `Chaos` custom resource: what to break, for how long, what to measure, and what counts
+//! as a pass. Every doc comment here becomes the description `kubectl explain` shows.
+//!
+//! Rules that admission can check are CEL rules on the types (`x_kube(validation = …)`); the
+//! rest live in `super::semantic`, which also repeats every CEL rule with a precise field path
+//! so `schism validate` and the controller can say exactly where a manifest is wrong.
+
+use std::collections::BTreeMap;
+
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
+use kube::{CustomResource, KubeSchema};
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+use super::duration::KubeDuration;
+use super::status::ChaosStatus;
+
+/// A chaos experiment: a seeded schedule of faults against a replicated workload, a client
+/// workload whose history is checked for consistency, an availability probe, and the
+/// assertions that decide the verdict.
+// The printer columns repeat `type_ = "string"`, which clippy mistakes for a duplicated attribute.
+#[allow(clippy::duplicated_attributes)]
+#[derive(CustomResource, KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[kube(
+    group = "schism.dev",
+    version = "v1alpha1",
+    kind = "Chaos",
+    plural = "chaoses",
+    singular = "chaos",
+    shortname = "cx",
+    category = "schism",
+    namespaced,
+    status = "ChaosStatus",
+    doc = "A chaos experiment: faults against a replicated workload, a checked client history, an availability probe, and a Pass/Fail verdict.",
+    printcolumn(
+        name = "Phase",
+        type_ = "string",
+        json_path = ".status.phase",
+        description = "Where the experiment is"
+    ),
+    printcolumn(
+        name = "Verdict",
+        type_ = "string",
+        json_path = ".status.verdict",
+        description = "Pass, Fail or Inconclusive"
+    ),
+    printcolumn(
+        name = "Availability",
+        type_ = "number",
+        json_path = ".status.availability.ratio",
+        description = "Share of successful probes inside the chaos window"
+    ),
+    printcolumn(
+        name = "Consistency",
+        type_ = "string",
+        json_path = ".status.consistency.result",
+        description = "Result of the linearizability check"
+    ),
+    printcolumn(
+        name = "Age",
+        type_ = "date",
+        json_path = ".metadata.creationTimestamp"
+    )
+)]
+#[x_kube(
+    validation = Rule::new("duration(self.duration) > duration('0s') && duration(self.duration) <= duration('24h')").message("duration must be greater than 0 and at most 24h"),
+    validation = Rule::new("!has(self.faults) || self.faults.all(f, !has(f.duration) || duration(has(f.start) ? f.start : '0s') + duration(f.duration) <= duration(self.duration))").message("every fault must end inside the chaos window: start + duration <= spec.duration"),
+    validation = Rule::new("!has(self.faults) || self.faults.all(f, !has(f.start) || duration(f.start) < duration(self.duration))").message("every fault must start inside the chaos window: start < spec.duration"),
+    validation = Rule::new("!has(self.assertions) || !has(self.assertions.consistency) || self.assertions.consistency == 'none' || has(self.workload)").message("assertions.consistency needs a workload"),
+    validation = Rule::new("!has(self.assertions) || (!has(self.assertions.minAvailability) && !has(self.assertions.maxRecovery)) || has(self.availability)").message("assertions.minAvailability and assertions.maxRecovery need an availability probe")
+)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct ChaosSpec {
+    /// The workload to break: exactly one of a Deployment, a StatefulSet, a label selector, or
+    /// (for `schism run` only) a local cluster of processes.
+    pub target: Target,
+
+    /// The chaos window, e.g. `60s`. Every fault is healed before it ends; the verdict covers it.
+    /// Greater than 0 and at most `24h`.
+    pub duration: KubeDuration,
+
+    /// Seed for every random choice (which pod, which side of a partition). Omit it and one is
+    /// chosen and recorded in status, so any run can be replayed exactly.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub seed: Option<i64>,
+
+    /// The fault schedule: each entry is one fault with its timing inside the chaos window.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 64))]
+    pub faults: Vec<FaultEntry>,
+
+    /// The client workload whose history is checked for consistency.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub workload: Option<Workload>,
+
+    /// The availability probe, run against every target pod or node at an interval.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub availability: Option<Availability>,
+
+    /// What makes the verdict Pass. Without assertions nothing is checked and the verdict is Pass
+    /// once every fault ran and was healed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub assertions: Option<Assertions>,
+}
+
+/// The workload under test. Exactly one field must be set.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
+#[x_kube(validation = Rule::new("[has(self.deployment), has(self.statefulSet), has(self.selector), has(self.local)].filter(x, x).size() == 1").message("exactly one of deployment, statefulSet, selector, local must be set"))]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Target {
+    /// Name of a Deployment in the Chaos's namespace; its ready pods are the targets.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 253))]
+    pub deployment: Option<String>,
+
+    /// Name of a StatefulSet in the Chaos's namespace; its ready pods are the targets.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 253))]
+    pub stateful_set: Option<String>,
+
+    /// Ready pods in the Chaos's namespace matching this label selector. Must not be empty.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[x_kube(validation = Rule::new("(has(self.matchLabels) && size(self.matchLabels) > 0) || (has(self.matchExpressions) && size(self.matchExpressions) > 0)").message("selector must not be empty: give matchLabels or matchExpressions"))]
+    pub selector: Option<LabelSelector>,
+
+    /// A local cluster of processes in network namespaces, for `schism run` (no Kubernetes).
+    /// The controller rejects it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub local: Option<LocalTarget>,
+}
+
+/// A cluster of local processes, one per network namespace, started by `schism run`.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[x_kube(validation = Rule::new("!has(self.readyTimeout) || duration(self.readyTimeout) > duration('0s')").message("readyTimeout must be greater than 0"))]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct LocalTarget {
+    /// Number of nodes, 1 to 32.
+    #[schemars(range(min = 1, max = 32))]
+    pub nodes: i32,
+
+    /// Command that starts one node, run through `sh -c` inside the node's namespace.
+    /// Placeholders: `{name}` (`n1`…), `{index}` (1…), `{ip}`, `{dataDir}`, `{peers}` (every
+    /// node rendered with `peerFormat`, joined by `peerSeparator`), `{clusterState}` (`new` at
+    /// first start, `existing` on restarts).
+    #[schemars(length(min = 1, max = 8192))]
+    pub command: String,
+
+    /// How one peer is rendered inside `{peers}`; placeholders as in `command`.
+    #[serde(default = "default_peer_format")]
+    #[schemars(length(min = 1, max = 1024))]
+    pub peer_format: String,
+
+    /// Separator between peers inside `{peers}`.
+    #[serde(default = "default_peer_separator")]
+    #[schemars(length(max = 16))]
+    pub peer_separator: String,
+
+    /// Command run instead of `command` when a node is started again after a kill. Defaults to
+    /// `command` (with `{clusterState}` = `existing`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 8192))]
+    pub restart_command: Option<String>,
+
+    /// How to tell that a node is ready: exactly one of `tcp` or `http`.
+    pub ready: ReadyCheck,
+
+    /// How long every node may take to become ready, default `30s`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ready_timeout: Option<KubeDuration>,
+
+    /// How long a killed node stays down before it is started again, default `1s`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub restart_delay: Option<KubeDuration>,
+
+    /// IPv4 subnet for the nodes, e.g. `10.231.7.0/24`, prefix length at most 26. By default
+    /// one is chosen per run so that concurrent runs do not collide.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 18))]
+    pub subnet: Option<String>,
+
+    /// Extra environment variables for every node's command.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub env: BTreeMap<String, String>,
+}
+
+fn default_peer_format() -> String {
+    "{name}={ip}".into()
+}
+
+fn default_peer_separator() -> String {
+    ",".into()
+}
+
+/// A readiness check: exactly one of `tcp` or `http`.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
+#[x_kube(validation = Rule::new("has(self.tcp) != has(self.http)").message("exactly one of tcp, http must be set"))]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct ReadyCheck {
+    /// Ready once a TCP connection to this port succeeds.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tcp: Option<TcpCheck>,
+    /// Ready once an HTTP GET answers with the expected status.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub http: Option<HttpCheck>,
+}
+
+/// A TCP connect check.
+#[derive(JsonSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct TcpCheck {
+    /// Port to connect to, 1 to 65535.
+    #[schemars(range(min = 1, max = 65535))]
+    pub port: i32,
+}
+
+/// An HTTP GET check.
+#[derive(JsonSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct HttpCheck {
+    /// Port to send the request to, 1 to 65535.
+    #[schemars(range(min = 1, max = 65535))]
+    pub port: i32,
+    /// Request path, starting with `/`.
+    #[serde(default = "default_http_path")]
+    #[schemars(length(min = 1, max = 2048), regex(pattern = r"^/"))]
+    pub path: String,
+    /// Status code that counts as success, default 200.
+    #[serde(default = "default_expect_status")]
+    #[schemars(range(min = 100, max = 599))]
+    pub expect_status: i32,
+}
+
+fn default_http_path() -> String {
+    "/".into()
+}
+
+fn default_expect_status() -> i32 {
+    200
+}
+
+/// One fault and its timing. Exactly one fault kind must be set.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
+#[x_kube(
+    validation = Rule::new("[has(self.partition), has(self.latency), has(self.loss), has(self.bandwidth), has(self.podKill), has(self.pause)].filter(x, x).size() == 1").message("exactly one of partition, latency, loss, bandwidth, podKill, pause must be set"),
+    validation = Rule::new("!has(self.podKill) || !has(self.duration)").message("podKill is instantaneous: duration is not allowed"),
+    validation = Rule::new("has(self.podKill) || has(self.duration)").message("duration is required for every fault except podKill"),
+    validation = Rule::new("!has(self.duration) || duration(self.duration) > duration('0s')").message("duration must be greater than 0"),
+    validation = Rule::new("!has(self.every) || duration(self.every) > duration('0s')").message("every must be greater than 0"),
+    validation = Rule::new("!has(self.every) || !has(self.duration) || duration(self.every) >= duration(self.duration)").message("every must be at least duration, so repeats never overlap")
+)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct FaultEntry {
+    /// Name used in the timeline and events, default `fault-N` (N = position in the list).
+    /// Unique within the list.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(
+        length(min = 1, max = 63),
+        regex(pattern = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
+    )]
+    pub name: Option<String>,
+
+    /// Cut the network between groups of pods.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub partition: Option<Partition>,
+
+    /// Delay packets arriving at the selected pods.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub latency: Option<Latency>,
+
+    /// Drop a share of the packets arriving at the selected pods.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub loss: Option<Loss>,
+
+    /// Limit the selected pods' outgoing bandwidth.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bandwidth: Option<Bandwidth>,
+
+    /// Kill the selected pods (instantaneous; give no duration).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pod_kill: Option<PodKill>,
+
+    /// Freeze the selected pods' processes (SIGSTOP), then resume them (SIGCONT).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pause: Option<Pause>,
+
+    /// Offset of the first injection from the start of the chaos window, default `0s`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub start: Option<KubeDuration>,
+
+    /// How long the fault lasts; required for every kind except `podKill`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub duration: Option<KubeDuration>,
+
+    /// Repeat the fault every this long until the window ends; at least `duration`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub every: Option<KubeDuration>,
+}
+
+/// A network partition of the target's pods.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[x_kube(
+    validation = Rule::new("self.shape != 'groups' || has(self.groups)").message("groups is required when shape is groups"),
+    validation = Rule::new("self.shape == 'groups' || !has(self.groups)").message("groups is only allowed when shape is groups")
+)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Partition {
+    /// How the pods are split: `isolate-one` (one pod alone), `majority-minority`, `halves`,
+    /// `bridge` (two halves and one pod that sees both), `ring` (each pod sees only its
+    /// neighbours), or `groups` (explicit).
+    pub shape: PartitionShape,
+
+    /// For `shape: groups` only: the groups of pod (or local node) names that can still talk
+    /// among themselves. At least two non-empty groups; no name twice.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 2, max = 32), inner(length(min = 1, max = 32)))]
+    pub groups: Option<Vec<Vec<String>>>,
+}
+
+/// The shape of a partition.
+#[derive(JsonSchema, Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[serde(rename_all = "kebab-case")]
+pub enum PartitionShape {
+    /// One randomly chosen pod is cut off from all others.
+    IsolateOne,
+    /// A bare majority on one side, the rest on the other.
+    MajorityMinority,
+    /// Two halves (the first larger by one when the count is odd).
+    Halves,
+    /// Two halves that cannot reach each other, and one pod that reaches both.
+    Bridge,
+    /// Each pod reaches only its two neighbours in a ring.
+    Ring,
+    /// Explicit groups from `groups`.
+    Groups,
+}
+
+/// Added latency on packets arriving at the selected pods.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[x_kube(validation = Rule::new("duration(self.delay) > duration('0s') && duration(self.delay) <= duration('60s')").message("delay must be greater than 0 and at most 60s"))]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Latency {
+    /// Added delay, greater than 0 and at most `60s`.
+    pub delay: KubeDuration,
+    /// Random variation around the delay, default `0s`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub jitter: Option<KubeDuration>,
+    /// Which pods are slowed; default one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub targets: Option<Selection>,
+}
+
+/// Random loss of packets arriving at the selected pods.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[x_kube(validation = Rule::new("self.percent > 0.0 && self.percent <= 100.0").message("percent must be greater than 0 and at most 100"))]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Loss {
+    /// Share of packets dropped, greater than 0 and at most 100.
+    pub percent: f64,
+    /// Which pods lose packets; default one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub targets: Option<Selection>,
+}
+
+/// A bandwidth limit on the selected pods' outgoing traffic.
+#[derive(JsonSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Bandwidth {
+    /// Rate such as `10mbit`, `512kbit`, `1gbit` (units: bit, kbit, mbit, gbit); greater than 0.
+    #[schemars(
+        length(max = 32),
+        regex(pattern = r"^[0-9]+(\.[0-9]+)?(bit|kbit|mbit|gbit)$")
+    )]
+    pub rate: String,
+    /// Which pods are limited; default one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub targets: Option<Selection>,
+}
+
+/// Killing pods (in a cluster: deletion with a grace period; locally: SIGKILL and restart).
+#[derive(JsonSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct PodKill {
+    /// Grace period of the deletion, default `0s` (an immediate kill).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub grace_period: Option<KubeDuration>,
+    /// Which pods are killed; default one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub targets: Option<Selection>,
+}
+
+/// Freezing pods' processes for the fault's duration.
+#[derive(JsonSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Pause {
+    /// Which pods are paused; default one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub targets: Option<Selection>,
+}
+
+/// Which of the target's pods a fault affects, chosen with the experiment's seed.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
+#[x_kube(
+    validation = Rule::new("!(self.mode in ['fixed', 'fixed-percent', 'random-max-percent']) || has(self.value)").message("value is required for modes fixed, fixed-percent and random-max-percent"),
+    validation = Rule::new("self.mode in ['fixed', 'fixed-percent', 'random-max-percent'] || !has(self.value)").message("value is only allowed with modes fixed, fixed-percent and random-max-percent"),
+    validation = Rule::new("!has(self.value) || self.mode == 'fixed' || self.value <= 100").message("value is a percentage for this mode: at most 100")
+)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Selection {
+    /// `one`, `all`, `fixed` (a count), `fixed-percent`, or `random-max-percent` (a random
+    /// share up to the percentage). Default `one`.
+    #[serde(default)]
+    pub mode: SelectionMode,
+    /// The count for `fixed` (at least 1), the percentage (1–100) for the percent modes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1, max = 100000))]
+    pub value: Option<i32>,
+}
+
+/// How pods are selected for a fault.
+#[derive(JsonSchema, Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Hash, Default)]
+#[serde(rename_all = "kebab-case")]
+pub enum SelectionMode {
+    /// One pod, chosen at random.
+    #[default]
+    One,
+    /// Every target pod.
+    All,
+    /// `value` pods, chosen at random.
+    Fixed,
+    /// `value` percent of the pods (rounded down, at least one), chosen at random.
+    FixedPercent,
+    /// A random number of pods between one and `value` percent, chosen at random.
+    RandomMaxPercent,
+}
+
+/// The client workload: clients bound to pods, each issuing operations whose history is
+/// recorded and checked.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[x_kube(
+    validation = Rule::new("(self.client == 'http') == has(self.http)").message("http is required for and only allowed with client http"),
+    validation = Rule::new("self.client != 'http' || has(self.port)").message("port is required for client http"),
+    validation = Rule::new("!has(self.readConsistency) || self.client == 'etcd'").message("readConsistency is only allowed with client etcd"),
+    validation = Rule::new("duration(self.timeout) > duration('0s')").message("timeout must be greater than 0")
+)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Workload {
+    /// The client: `etcd` (v3 JSON gateway), `redis` (RESP) or `http` (templated requests).
+    pub client: ClientKind,
+    /// The data model the history is checked against: `register`, `cas-register` or `kv`.
+    #[serde(default)]
+    pub model: ModelKind,
+    /// Port of the service on each pod; default 2379 for etcd, 6379 for redis; required for http.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1, max = 65535))]
+    pub port: Option<i32>,
+    /// Number of distinct keys, 1 to 10000; each is checked independently.
+    #[serde(default = "default_keys")]
+    #[schemars(range(min = 1, max = 10000))]
+    pub keys: i32,
+    /// Number of concurrent clients, 1 to 1000.
+    #[serde(default = "default_concurrency")]
+    #[schemars(range(min = 1, max = 1000))]
+    pub concurrency: i32,
+    /// Operations per second, all clients together, 1 to 100000.
+    #[serde(default = "default_rate")]
+    #[schemars(range(min = 1, max = 100000))]
+    pub rate: i32,
+    /// Per-operation timeout; an operation with no answer in time has an unknown outcome.
+    #[serde(default = "default_op_timeout")]
+    pub timeout: KubeDuration,
+    /// etcd only: `linearizable` (default) or `serializable` (local, possibly stale) reads.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub read_consistency: Option<ReadConsistency>,
+    /// Request templates, for and only for `client: http`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub http: Option<HttpWorkload>,
+}
+
+fn default_keys() -> i32 {
+    1
+}
+fn default_concurrency() -> i32 {
+    5
+}
+fn default_rate() -> i32 {
+    100
+}
+fn default_op_timeout() -> KubeDuration {
+    KubeDuration::from_secs(1)
+}
+
+/// Which client drives the workload.
+#[derive(JsonSchema, Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[serde(rename_all = "kebab-case")]
+pub enum ClientKind {
+    /// etcd through its v3 JSON gateway.
+    Etcd,
+    /// Redis over RESP.
+    Redis,
+    /// Any HTTP key-value service, through request templates.
+    Http,
+}
+
+/// The data model a history is checked against.
+#[derive(JsonSchema, Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Hash, Default)]
+#[serde(rename_all = "kebab-case")]
+pub enum ModelKind {
+    /// Reads and writes of one value per key.
+    Register,
+    /// Reads, writes and compare-and-set of one value per key.
+    #[default]
+    CasRegister,
+    /// Get, put and append of a string per key.
+    Kv,
+}
+
+/// Read consistency of the etcd client.
+#[derive(JsonSchema, Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Hash, Default)]
+#[serde(rename_all = "kebab-case")]
+pub enum ReadConsistency {
+    /// Reads go through the leader's quorum.
+    #[default]
+    Linearizable,
+    /// Reads are answered locally by any member and may be stale.
+    Serializable,
+}
+
+/// Request templates of an HTTP key-value service.
+#[derive(JsonSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct HttpWorkload {
+    /// Reads one key; `valuePointer` locates the value in the response.
+    pub read: HttpRequestTemplate,
+    /// Writes one key.
+    pub write: HttpRequestTemplate,
+    /// Compare-and-set of one key; without it the workload issues no CAS.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cas: Option<HttpRequestTemplate>,
+}
+
+/// One templated HTTP request. Placeholders in `path` and `body`: `{key}`, `{value}`,
+/// `{expected}`.
+#[derive(JsonSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct HttpRequestTemplate {
+    /// HTTP method.
+    pub method: HttpMethod,
+    /// Request path, starting with `/`.
+    #[schemars(length(min = 1, max = 2048), regex(pattern = r"^/"))]
+    pub path: String,
+    /// Request body.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 65536))]
+    pub body: Option<String>,
+    /// JSON pointer (RFC 6901) to the value in a read's response, e.g. `/node/value`; without
+    /// it the whole body is the value.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 1024), regex(pattern = r"^(/.*)?$"))]
+    pub value_pointer: Option<String>,
+    /// Status codes that count as success; default 200–299.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 64), inner(range(min = 100, max = 599)))]
+    pub success_status: Option<Vec<i32>>,
+}
+
+/// HTTP methods a request template may use.
+#[derive(JsonSchema, Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[serde(rename_all = "UPPERCASE")]
+pub enum HttpMethod {
+    /// GET
+    Get,
+    /// PUT
+    Put,
+    /// POST
+    Post,
+    /// DELETE
+    Delete,
+    /// PATCH
+    Patch,
+}
+
+/// The availability probe: exactly one of `tcp` or `http`, sent to every pod at an interval.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[x_kube(
+    validation = Rule::new("has(self.tcp) != has(self.http)").message("exactly one of tcp, http must be set"),
+    validation = Rule::new("duration(self.interval) >= duration('10ms')").message("interval must be at least 10ms"),
+    validation = Rule::new("duration(self.timeout) > duration('0s')").message("timeout must be greater than 0")
+)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Availability {
+    /// Probe with a TCP connect.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tcp: Option<TcpCheck>,
+    /// Probe with an HTTP GET.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub http: Option<HttpCheck>,
+    /// Time between probes of one pod, default `1s`, at least `10ms`.
+    #[serde(default = "default_probe_interval")]
+    pub interval: KubeDuration,
+    /// A probe with no answer in this time failed, default `500ms`.
+    #[serde(default = "default_probe_timeout")]
+    pub timeout: KubeDuration,
+}
+
+fn default_probe_interval() -> KubeDuration {
+    KubeDuration::from_secs(1)
+}
+fn default_probe_timeout() -> KubeDuration {
+    KubeDuration::from_millis(500)
+}
+
+/// What makes the verdict Pass.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
+#[x_kube(validation = Rule::new("!has(self.maxRecovery) || duration(self.maxRecovery) > duration('0s')").message("maxRecovery must be greater than 0"))]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Assertions {
+    /// `linearizable`: the workload's history must be linearizable; `none` (default): not checked.
+    #[serde(default)]
+    pub consistency: ConsistencyAssertion,
+    /// Least share (0–1) of successful probes inside the chaos window.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 0.0, max = 1.0))]
+    pub min_availability: Option<f64>,
+    /// Longest time after the last heal until probes succeed again.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_recovery: Option<KubeDuration>,
+}
+
+/// The consistency property asserted of the history.
+#[derive(JsonSchema, Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Hash, Default)]
+#[serde(rename_all = "kebab-case")]
+pub enum ConsistencyAssertion {
+    /// Every operation appears to take effect atomically between its call and its return.
+    Linearizable,
+    /// Not checked.
+    #[default]
+    None,
+}

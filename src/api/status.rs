@@ -1,0 +1,178 @@
+//! What an experiment reports: written by the controller into `.status`, and by `schism run`
+//! as `result.json` in the same shape.
+
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+/// Most timeline entries kept in status; later ones are counted in `faultsOmitted`.
+pub const MAX_TIMELINE_ENTRIES: usize = 256;
+/// Most characters of a counterexample kept in status; the full one is in the report.
+pub const MAX_COUNTEREXAMPLE_CHARS: usize = 8192;
+
+/// The observed state and outcome of a chaos experiment.
+#[derive(JsonSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct ChaosStatus {
+    /// Where the experiment is: Pending, Running, Checking, Completed or Error.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub phase: Option<Phase>,
+    /// The outcome once Completed: Pass, Fail or Inconclusive.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub verdict: Option<Verdict>,
+    /// The spec generation this status describes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub observed_generation: Option<i64>,
+    /// The seed used for every random choice; set it in spec to replay this run.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub seed: Option<i64>,
+    /// When the chaos window started.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub start_time: Option<Time>,
+    /// When the verdict was reached.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub completion_time: Option<Time>,
+    /// Conditions `FaultsActive`, `Completed` and `Passed`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(extend("x-kubernetes-list-type" = "map", "x-kubernetes-list-map-keys" = ["type"]))]
+    pub conditions: Vec<Condition>,
+    /// The fault timeline: what was injected where, and when it was healed.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub faults: Vec<FaultRecord>,
+    /// Timeline entries left out because the list is bounded.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub faults_omitted: Option<i64>,
+    /// Summary of the availability probe.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub availability: Option<AvailabilitySummary>,
+    /// Summary of the consistency check.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub consistency: Option<ConsistencySummary>,
+    /// Why the verdict is what it is, one reason a line, e.g. `availability 0.82 < 0.90`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub reasons: Vec<String>,
+    /// Where the full report (history, HTML) is stored.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub report: Option<ReportRef>,
+}
+
+/// The phase of an experiment.
+#[derive(JsonSchema, Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Phase {
+    /// Accepted, not started yet.
+    Pending,
+    /// The chaos window is open.
+    Running,
+    /// Faults are healed; the history is being checked.
+    Checking,
+    /// A verdict was reached.
+    Completed,
+    /// The experiment could not run; see conditions and reasons.
+    Error,
+}
+
+/// The outcome of an experiment.
+#[derive(JsonSchema, Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Verdict {
+    /// Every assertion held.
+    Pass,
+    /// At least one assertion failed.
+    Fail,
+    /// Nothing failed, but at least one assertion could not be decided (e.g. the checker ran
+    /// out of time).
+    Inconclusive,
+}
+
+/// One injection of one fault.
+#[derive(JsonSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct FaultRecord {
+    /// The fault's name from spec.
+    pub name: String,
+    /// The fault kind: partition, latency, loss, bandwidth, podKill or pause.
+    pub kind: String,
+    /// Pods or nodes affected.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub targets: Vec<String>,
+    /// When it was injected.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub injected_at: Option<Time>,
+    /// When it was healed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub healed_at: Option<Time>,
+    /// What went wrong injecting or healing it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
+/// Summary of the availability probe.
+#[derive(JsonSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct AvailabilitySummary {
+    /// Probes sent inside the chaos window.
+    pub probes: i64,
+    /// Probes that succeeded inside the chaos window.
+    pub successes: i64,
+    /// successes / probes.
+    pub ratio: f64,
+    /// Median latency of successful probes, in milliseconds.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub p50_ms: Option<f64>,
+    /// 99th percentile latency of successful probes, in milliseconds.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub p99_ms: Option<f64>,
+    /// Longest run of failed probes on any one target, in milliseconds.
+    pub longest_outage_ms: i64,
+    /// After the last heal, time until every target answered again, in milliseconds; absent
+    /// when some target never recovered.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub recovery_ms: Option<i64>,
+}
+
+/// Summary of the consistency check.
+#[derive(JsonSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct ConsistencySummary {
+    /// The model checked against.
+    pub model: String,
+    /// Operations in the history.
+    pub operations: i64,
+    /// Operations with an unknown outcome (timed out).
+    pub indeterminate: i64,
+    /// Linearizable, NotLinearizable, Unknown (out of time) or Skipped.
+    pub result: ConsistencyResult,
+    /// Time the check took, in milliseconds.
+    pub check_millis: i64,
+    /// A one-line description of the anomaly found.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub anomaly: Option<String>,
+    /// The operations that cannot be linearized, rendered as text (bounded).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub counterexample: Option<String>,
+}
+
+/// Result of the consistency check.
+#[derive(JsonSchema, Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Hash, Default)]
+pub enum ConsistencyResult {
+    /// A linearization exists.
+    Linearizable,
+    /// No linearization exists; see the counterexample.
+    NotLinearizable,
+    /// The checker ran out of time.
+    Unknown,
+    /// No consistency assertion was made.
+    #[default]
+    Skipped,
+}
+
+/// Where the full report is stored.
+#[derive(JsonSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct ReportRef {
+    /// In a cluster: the ConfigMap holding the history and the HTML report.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub config_map: Option<String>,
+    /// Locally: the output directory of `schism run`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub path: Option<String>,
+}
