@@ -312,7 +312,7 @@ pub struct Partition {
     /// For `shape: groups` only: the groups of pod (or local node) names that can still talk
     /// among themselves. At least two non-empty groups; no name twice.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(length(min = 2, max = 32), inner(length(min = 1, max = 32)))]
+    #[schemars(length(min = 2, max = 32), inner(length(max = 32)))]
     pub groups: Option<Vec<Vec<String>>>,
 }
 

@@ -53,7 +53,11 @@ pub fn run(args: &ValidateArgs) -> i32 {
                     let name = report
                         .chaos
                         .as_ref()
-                        .and_then(|c| c.metadata.name.clone())
+                        .map(|c| match (&c.metadata.name, &c.metadata.generate_name) {
+                            (Some(name), _) => name.clone(),
+                            (None, Some(prefix)) => format!("(generateName {prefix})"),
+                            (None, None) => String::new(),
+                        })
                         .unwrap_or_default();
                     let _ = writeln!(stdout, "{shown}:{}: valid Chaos {name}", report.index);
                 }

@@ -13,6 +13,17 @@ use serde_json::Value;
 
 use crate::api::{API_VERSION, Chaos, GROUP};
 
+/// User text quoted for a message, cut to a readable length: a manifest may hold megabytes.
+pub(crate) fn shown(text: &str) -> String {
+    const MAX: usize = 64;
+    if text.chars().count() <= MAX {
+        format!("{text:?}")
+    } else {
+        let head: String = text.chars().take(MAX).collect();
+        format!("{head:?}… ({} characters)", text.chars().count())
+    }
+}
+
 /// One thing wrong with a document: where, and why.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Problem {
@@ -108,6 +119,17 @@ pub fn validate_text(text: &str) -> Vec<DocumentReport> {
 
 fn yaml_problem(e: &serde_yaml::Error) -> Problem {
     let message = e.to_string();
+    // An integer beyond 64 bits arrives as "spec.seed: invalid type: …";
+    // the path in front is the field's.
+    if let Some((path, reason)) = message.split_once(": ") {
+        let looks_like_path = !path.is_empty()
+            && path
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || "._[]".contains(c));
+        if looks_like_path && (reason.contains("u128") || reason.contains("i128")) {
+            return Problem::new(path, "is out of range for a 64-bit integer");
+        }
+    }
     match e.location() {
         Some(at) => {
             // serde_yaml appends the location to its message; say it once, in front.
@@ -162,9 +184,10 @@ fn to_json(value: serde_yaml::Value, path: &str, problems: &mut Vec<Problem>) ->
                     Y::Bool(b) => b.to_string(),
                     Y::Number(n) => n.to_string(),
                     other => {
+                        let key = serde_yaml::to_string(&other).unwrap_or_default();
                         problems.push(Problem::new(
                             path,
-                            format!("has a key that is not a string ({other:?})"),
+                            format!("has a key that is not a string: {}", shown(key.trim())),
                         ));
                         continue;
                     }
@@ -209,6 +232,11 @@ fn chaos_schema() -> &'static Value {
 fn validate_value(index: usize, yaml: serde_yaml::Value) -> DocumentReport {
     let mut problems = Vec::new();
     let json = to_json(yaml, "", &mut problems);
+    for problem in &mut problems {
+        if problem.path.is_empty() {
+            problem.path = "(document)".into();
+        }
+    }
     if !problems.is_empty() {
         return DocumentReport::invalid(index, problems);
     }
@@ -242,11 +270,11 @@ fn validate_value(index: usize, yaml: serde_yaml::Value) -> DocumentReport {
         }
     }
     schema::check(chaos_schema(), &for_schema, "", &mut problems);
-    if !problems.is_empty() {
-        return DocumentReport::invalid(index, problems);
-    }
+    let schema_clean = problems.is_empty();
     let chaos: Chaos = match serde_path_to_error::deserialize(&json) {
         Ok(chaos) => chaos,
+        // The schema already explained why the typed form cannot be built.
+        Err(_) if !schema_clean => return DocumentReport::invalid(index, problems),
         Err(e) => {
             let path = e.path().to_string();
             return DocumentReport::invalid(
@@ -255,7 +283,13 @@ fn validate_value(index: usize, yaml: serde_yaml::Value) -> DocumentReport {
             );
         }
     };
-    problems.extend(semantic::check_spec(&chaos.spec));
+    // Semantic rules run even after schema problems when the spec could be read, so one pass
+    // reports everything; a field both layers object to is reported once.
+    for problem in semantic::check_spec(&chaos.spec) {
+        if !problems.iter().any(|p| p.path == problem.path) {
+            problems.push(problem);
+        }
+    }
     if problems.is_empty() {
         // Every CEL rule is mirrored by a semantic rule with a sharper path, so CEL speaks only
         // when the two disagree — which would itself be worth knowing.

@@ -67,7 +67,15 @@ fn check_object(schema: &Value, value: &Value, path: &str, problems: &mut Vec<Pr
         }
     }
     for (key, item) in object {
-        let item_path = child(path, key);
+        // A key can be megabytes long; the path shows a readable head of it.
+        let item_path = if key.chars().count() > 64 {
+            child(
+                path,
+                &format!("{}…", key.chars().take(64).collect::<String>()),
+            )
+        } else {
+            child(path, key)
+        };
         if let Some(item_schema) = properties.get(key) {
             check(item_schema, item, &item_path, problems);
         } else if let Some(item_schema) = additional.filter(|a| a.is_object()) {
@@ -209,7 +217,15 @@ fn check_integer(schema: &Value, value: &Value, path: &str, problems: &mut Vec<P
         .or_else(|| value.as_u64().map(|v| v as f64));
     let Some(number) = whole else {
         let reason = match value.as_f64() {
-            Some(f) if f.fract() == 0.0 => format!("{value} is out of range for a 64-bit integer"),
+            Some(f) if f.fract() == 0.0 && f.abs() >= 9.2e18 => {
+                format!("{value} is out of range for a 64-bit integer")
+            }
+            Some(f) if f.fract() == 0.0 => {
+                format!(
+                    "must be an integer: write {} without a decimal point",
+                    f as i64
+                )
+            }
             Some(_) => format!("must be a whole number, not {value}"),
             None => format!("must be an integer, not {}", describe(value)),
         };

