@@ -1,0 +1,260 @@
+//! Applied faults: identity, deadline, revert and the watchdog that enforces the deadline.
+
+use std::sync::mpsc::{self, RecvTimeoutError, Sender};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::Instant;
+
+use super::{DataPlaneError, LatencyBackend, RULE_COMMENT_PREFIX, TABLE_PREFIX};
+
+/// The identity of a fault, used in the names of everything it installs so several faults can
+/// coexist in one namespace and the reaper can recognise them.
+///
+/// Only ASCII letters, digits and `_` are allowed (nftables identifiers), at most 48 of them.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct FaultId(String);
+
+impl FaultId {
+    /// Validates an identifier.
+    pub fn new(id: impl Into<String>) -> Result<Self, DataPlaneError> {
+        let id = id.into();
+        let valid_chars = id.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
+        if id.is_empty() || id.len() > 48 || !valid_chars {
+            return Err(DataPlaneError::Invalid {
+                what: "fault id",
+                reason: format!("{id:?}: use 1 to 48 ASCII letters, digits or '_'"),
+            });
+        }
+        Ok(Self(id))
+    }
+
+    /// Builds a valid identifier from any text by replacing other characters with `_` and
+    /// truncating to 48 characters.
+    pub fn sanitized(text: &str) -> Self {
+        let mut id: String = text
+            .chars()
+            .map(|c| if c.is_ascii_alphanumeric() { c } else { '_' })
+            .take(48)
+            .collect();
+        if id.is_empty() {
+            id.push('_');
+        }
+        Self(id)
+    }
+
+    /// The identifier as text.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    /// The nftables table (family `inet`) this fault owns.
+    pub fn table_name(&self) -> String {
+        format!("{TABLE_PREFIX}{}", self.0)
+    }
+
+    /// The comment on iptables rules this fault installs.
+    pub fn rule_comment(&self) -> String {
+        format!("{RULE_COMMENT_PREFIX}{}", self.0)
+    }
+}
+
+impl std::fmt::Display for FaultId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// What kind of fault an [`AppliedFault`] is, with the latency backend actually used.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum FaultKind {
+    /// nftables drop rules both ways.
+    Partition,
+    /// nftables random drop on ingress.
+    Loss,
+    /// Added delay, with the backend that implements it.
+    Latency(LatencyBackend),
+    /// tbf rate limit.
+    Bandwidth,
+    /// SIGSTOP'd process, resumed with SIGCONT.
+    Pause,
+}
+
+pub(crate) type Revert = Box<dyn FnOnce() -> Result<(), DataPlaneError> + Send>;
+
+/// State shared between a fault's owner and its watchdog: whoever takes the revert runs it.
+struct RevertSlot {
+    revert: Mutex<Option<Revert>>,
+    watchdog_failure: Mutex<Option<String>>,
+}
+
+impl RevertSlot {
+    fn take(&self) -> Option<Revert> {
+        self.revert
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .take()
+    }
+}
+
+/// A fault that is active in the kernel or a process. Reverted by [`AppliedFault::heal`], by
+/// its watchdog at the deadline, or (best effort) when dropped.
+pub struct AppliedFault {
+    id: FaultId,
+    kind: FaultKind,
+    target: String,
+    deadline: Instant,
+    slot: Arc<RevertSlot>,
+    watchdog: Option<(Sender<()>, JoinHandle<()>)>,
+}
+
+impl std::fmt::Debug for AppliedFault {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AppliedFault")
+            .field("id", &self.id)
+            .field("kind", &self.kind)
+            .field("target", &self.target)
+            .field("deadline", &self.deadline)
+            .finish()
+    }
+}
+
+impl AppliedFault {
+    /// Wraps an applied fault and starts its watchdog.
+    pub(crate) fn new(
+        id: FaultId,
+        kind: FaultKind,
+        target: String,
+        deadline: Instant,
+        revert: Revert,
+    ) -> Self {
+        let slot = Arc::new(RevertSlot {
+            revert: Mutex::new(Some(revert)),
+            watchdog_failure: Mutex::new(None),
+        });
+        let (stop, stopped) = mpsc::channel::<()>();
+        let watched = Arc::clone(&slot);
+        let label = format!("{id} on {target}");
+        let watchdog = std::thread::Builder::new()
+            .name("schism-watchdog".into())
+            .spawn(move || {
+                let remaining = deadline.saturating_duration_since(Instant::now());
+                if let Err(RecvTimeoutError::Timeout) = stopped.recv_timeout(remaining)
+                    && let Some(revert) = watched.take()
+                {
+                    tracing::info!(fault = %label, "deadline reached, reverting");
+                    if let Err(error) = revert() {
+                        tracing::warn!(fault = %label, %error, "watchdog revert failed");
+                        *watched
+                            .watchdog_failure
+                            .lock()
+                            .unwrap_or_else(|p| p.into_inner()) = Some(error.to_string());
+                    }
+                }
+            });
+        let watchdog = match watchdog {
+            Ok(handle) => Some((stop, handle)),
+            Err(error) => {
+                // Without a watchdog the kernel-side expiry and the reaper still apply.
+                tracing::warn!(%error, "cannot start watchdog thread");
+                None
+            }
+        };
+        Self {
+            id,
+            kind,
+            target,
+            deadline,
+            slot,
+            watchdog,
+        }
+    }
+
+    /// The fault's identity.
+    pub fn id(&self) -> &FaultId {
+        &self.id
+    }
+
+    /// The kind of fault, including the latency backend in use.
+    pub fn kind(&self) -> FaultKind {
+        self.kind
+    }
+
+    /// Where the fault lives (namespace path or process).
+    pub fn target(&self) -> &str {
+        &self.target
+    }
+
+    /// When the fault reverts itself.
+    pub fn deadline(&self) -> Instant {
+        self.deadline
+    }
+
+    /// Whether the fault has already been reverted (by its watchdog at the deadline).
+    pub fn is_reverted(&self) -> bool {
+        self.slot
+            .revert
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .is_none()
+    }
+
+    /// Reverts the fault now. Succeeds if the watchdog already reverted it at the deadline;
+    /// fails if that revert failed.
+    pub fn heal(mut self) -> Result<(), DataPlaneError> {
+        self.heal_in_place()
+    }
+
+    fn heal_in_place(&mut self) -> Result<(), DataPlaneError> {
+        let result = match self.slot.take() {
+            Some(revert) => revert(),
+            None => match self
+                .slot
+                .watchdog_failure
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .take()
+            {
+                Some(reason) => Err(DataPlaneError::Invalid {
+                    what: "revert at deadline",
+                    reason,
+                }),
+                None => Ok(()),
+            },
+        };
+        if let Some((stop, handle)) = self.watchdog.take() {
+            drop(stop);
+            let _ = handle.join();
+        }
+        result
+    }
+}
+
+impl Drop for AppliedFault {
+    fn drop(&mut self) {
+        if self.watchdog.is_none() && self.is_reverted() {
+            return;
+        }
+        if let Err(error) = self.heal_in_place() {
+            tracing::warn!(fault = %self.id, target = %self.target, %error, "revert on drop failed");
+        }
+    }
+}
+
+/// Heals every fault in parallel (one thread each), so healing a partition across N nodes
+/// takes about as long as healing one. Results are in the input order.
+pub fn heal_all(faults: Vec<AppliedFault>) -> Vec<Result<(), DataPlaneError>> {
+    std::thread::scope(|scope| {
+        let handles: Vec<_> = faults
+            .into_iter()
+            .map(|fault| scope.spawn(move || fault.heal()))
+            .collect();
+        handles
+            .into_iter()
+            .map(|handle| {
+                handle
+                    .join()
+                    .unwrap_or(Err(DataPlaneError::ThreadPanicked("heal")))
+            })
+            .collect()
+    })
+}

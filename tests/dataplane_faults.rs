@@ -1,0 +1,422 @@
+//! The data plane against real namespaces: partitions, loss, latency, bandwidth, process
+//! faults, deadlines, the reaper, and what survives a SIGKILL of the process holding faults.
+
+mod support;
+
+use std::io::{BufRead, BufReader};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use schism::dataplane::{
+    self, BandwidthSpec, FaultId, FaultKind, LatencyBackend, LatencySpec, LossSpec, PartitionSpec,
+    ProcessTarget, ReapedItem,
+};
+use support::{TestNet, prerequisites};
+
+const NET_TOOLS: &[&str] = &["ip", "nft", "tc", "iptables", "ping"];
+
+fn id(text: &str) -> FaultId {
+    FaultId::new(text).unwrap()
+}
+
+fn in_secs(secs: u64) -> Instant {
+    Instant::now() + Duration::from_secs(secs)
+}
+
+#[test]
+fn partition_cuts_both_directions_and_heal_restores_every_link() {
+    if !prerequisites("partition", NET_TOOLS) {
+        return;
+    }
+    let net = TestNet::new(3);
+    let targets = vec![
+        (
+            net.netns(0),
+            PartitionSpec {
+                drop_peers: vec![net.ips[1], net.ips[2]],
+            },
+        ),
+        (
+            net.netns(1),
+            PartitionSpec {
+                drop_peers: vec![net.ips[0]],
+            },
+        ),
+        (
+            net.netns(2),
+            PartitionSpec {
+                drop_peers: vec![net.ips[0]],
+            },
+        ),
+    ];
+    let faults = dataplane::apply_partitions(&targets, &id("cut"), in_secs(60)).unwrap();
+    assert!(faults.iter().all(|f| f.kind() == FaultKind::Partition));
+    assert!(net.unreachable(0, 1) && net.unreachable(1, 0) && net.unreachable(2, 0));
+    assert!(net.reachable(1, 2), "the majority still talks");
+
+    let healed = dataplane::heal_all(faults);
+    assert!(healed.iter().all(Result::is_ok), "{healed:?}");
+    assert!(net.reachable(0, 1) && net.reachable(0, 2) && net.reachable(2, 0));
+}
+
+#[test]
+fn partition_rules_carry_a_kernel_timeout_and_the_watchdog_heals_at_the_deadline() {
+    if !prerequisites("partition deadline", NET_TOOLS) {
+        return;
+    }
+    let net = TestNet::new(2);
+    let spec = PartitionSpec {
+        drop_peers: vec![net.ips[1]],
+    };
+    let deadline = Instant::now() + Duration::from_millis(1500);
+    let fault =
+        dataplane::apply_partition(&net.netns(0), &id("expiring"), &spec, deadline).unwrap();
+    let listing = net.exec(
+        0,
+        "nft",
+        &["list", "set", "inet", "schism_expiring", "peers"],
+    );
+    let listing = String::from_utf8_lossy(&listing.stdout);
+    assert!(
+        listing.contains("expires"),
+        "set elements must expire in the kernel: {listing}"
+    );
+    assert!(net.unreachable(0, 1));
+
+    std::thread::sleep(
+        deadline.saturating_duration_since(Instant::now()) + Duration::from_millis(300),
+    );
+    assert!(
+        fault.is_reverted(),
+        "watchdog should have reverted at the deadline"
+    );
+    assert!(net.reachable(0, 1));
+    let tables = net.exec(0, "nft", &["list", "tables"]);
+    assert!(!String::from_utf8_lossy(&tables.stdout).contains("schism_"));
+    fault.heal().unwrap();
+}
+
+#[test]
+fn thirty_percent_loss_measures_thirty_percent_over_two_thousand_packets() {
+    if !prerequisites("loss", NET_TOOLS) {
+        return;
+    }
+    let net = TestNet::new(2);
+    let spec = LossSpec {
+        from_peers: vec![net.ips[0]],
+        percent: 30.0,
+    };
+    let fault = dataplane::apply_loss(&net.netns(1), &id("lossy"), &spec, in_secs(120)).unwrap();
+    let (loss, _) = net.ping(0, net.ips[1], 2000, "0.002");
+    fault.heal().unwrap();
+    assert!(
+        (25.0..=35.0).contains(&loss),
+        "measured {loss}% loss for 30%"
+    );
+    let (after, _) = net.ping(0, net.ips[1], 20, "0.01");
+    assert_eq!(after, 0.0, "loss must be gone after heal");
+}
+
+fn average_rtt(net: &TestNet) -> Duration {
+    let (loss, rtt) = net.ping(0, net.ips[1], 20, "0.05");
+    assert_eq!(loss, 0.0);
+    rtt.expect("rtt")
+}
+
+#[test]
+fn a_100ms_delay_raises_round_trips_by_100ms() {
+    if !prerequisites("latency", NET_TOOLS) {
+        return;
+    }
+    let net = TestNet::new(2);
+    let baseline = average_rtt(&net);
+    let spec = LatencySpec {
+        delay: Duration::from_millis(100),
+        jitter: Duration::ZERO,
+        from_peers: vec![],
+        backend: None,
+    };
+    let fault = dataplane::apply_latency(&net.netns(1), &id("slow"), &spec, in_secs(60)).unwrap();
+    let FaultKind::Latency(backend) = fault.kind() else {
+        panic!("not a latency fault")
+    };
+    eprintln!("latency backend: {backend}");
+    let delayed = average_rtt(&net);
+    fault.heal().unwrap();
+    let added = delayed.saturating_sub(baseline).as_secs_f64() * 1000.0;
+    assert!(
+        (85.0..=115.0).contains(&added),
+        "added {added:.1} ms for 100 ms ({backend})"
+    );
+    let after = average_rtt(&net);
+    assert!(
+        after < Duration::from_millis(20),
+        "delay must be gone after heal: {after:?}"
+    );
+}
+
+#[test]
+fn nfqueue_delay_can_target_chosen_peers_only() {
+    if !prerequisites("latency from peers", NET_TOOLS) {
+        return;
+    }
+    let net = TestNet::new(3);
+    let spec = LatencySpec {
+        delay: Duration::from_millis(50),
+        jitter: Duration::from_millis(5),
+        from_peers: vec![net.ips[0]],
+        backend: Some(LatencyBackend::NfQueue),
+    };
+    let fault =
+        dataplane::apply_latency(&net.netns(1), &id("peer_slow"), &spec, in_secs(60)).unwrap();
+    assert_eq!(fault.kind(), FaultKind::Latency(LatencyBackend::NfQueue));
+    let (_, from_chosen) = net.ping(0, net.ips[1], 10, "0.05");
+    let (_, from_other) = net.ping(2, net.ips[1], 10, "0.05");
+    fault.heal().unwrap();
+    assert!(
+        from_chosen.unwrap() > Duration::from_millis(40),
+        "{from_chosen:?}"
+    );
+    assert!(
+        from_other.unwrap() < Duration::from_millis(20),
+        "{from_other:?}"
+    );
+}
+
+#[test]
+fn bandwidth_installs_a_schism_tbf_and_heal_removes_it() {
+    if !prerequisites("bandwidth", NET_TOOLS) {
+        return;
+    }
+    let net = TestNet::new(2);
+    let spec = BandwidthSpec {
+        rate: "10mbit".parse().unwrap(),
+    };
+    let fault =
+        dataplane::apply_bandwidth(&net.netns(0), &id("narrow"), &spec, in_secs(60)).unwrap();
+    let shown =
+        String::from_utf8_lossy(&net.exec(0, "tc", &["qdisc", "show", "dev", "eth0"]).stdout)
+            .into_owned();
+    assert!(
+        shown.contains("tbf 5c15:") && shown.contains("rate 10Mbit"),
+        "{shown}"
+    );
+    assert!(net.reachable(0, 1));
+    fault.heal().unwrap();
+    let shown =
+        String::from_utf8_lossy(&net.exec(0, "tc", &["qdisc", "show", "dev", "eth0"]).stdout)
+            .into_owned();
+    assert!(!shown.contains("5c15:"), "{shown}");
+}
+
+#[test]
+fn reaper_removes_tables_rules_and_qdiscs_and_says_what_it_removed() {
+    if !prerequisites("reaper", NET_TOOLS) {
+        return;
+    }
+    let net = TestNet::new(2);
+    let netns = net.netns(0);
+    let partition = dataplane::apply_partition(
+        &netns,
+        &id("r1"),
+        &PartitionSpec {
+            drop_peers: vec![net.ips[1]],
+        },
+        in_secs(60),
+    )
+    .unwrap();
+    let latency_spec = LatencySpec {
+        delay: Duration::from_millis(10),
+        jitter: Duration::ZERO,
+        from_peers: vec![net.ips[1]],
+        backend: Some(LatencyBackend::NfQueue),
+    };
+    let latency = dataplane::apply_latency(&netns, &id("r2"), &latency_spec, in_secs(60)).unwrap();
+    let bandwidth = dataplane::apply_bandwidth(
+        &netns,
+        &id("r3"),
+        &BandwidthSpec {
+            rate: "1mbit".parse().unwrap(),
+        },
+        in_secs(60),
+    )
+    .unwrap();
+
+    let removed = dataplane::reap_netns(&netns).unwrap();
+    eprintln!(
+        "reaped: {}",
+        removed
+            .iter()
+            .map(ToString::to_string)
+            .collect::<Vec<_>>()
+            .join("; ")
+    );
+    assert!(removed.contains(&ReapedItem::NftTable("schism_r1".into())));
+    assert!(removed.contains(&ReapedItem::Qdisc("eth0".into())));
+    assert!(
+        removed.iter().any(
+            |item| matches!(item, ReapedItem::IptablesRule(rule) if rule.contains("schism:r2"))
+        )
+    );
+    assert!(net.reachable(0, 1));
+    assert!(
+        dataplane::reap_netns(&netns).unwrap().is_empty(),
+        "nothing left the second time"
+    );
+    // Healing faults the reaper already removed is not an error.
+    for result in dataplane::heal_all(vec![partition, latency, bandwidth]) {
+        result.unwrap();
+    }
+}
+
+fn process_state(pid: u32) -> Option<char> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    stat.rsplit(") ").next()?.chars().next()
+}
+
+#[test]
+fn pause_stops_a_process_until_heal_and_kill_ends_it() {
+    if !prerequisites("process faults", &[]) {
+        return;
+    }
+    let mut child = Command::new("sleep").arg("30").spawn().unwrap();
+    let pid = child.id();
+    let target = ProcessTarget::Pid(pid as i32);
+    let paused = dataplane::pause_process(target, &id("pause"), in_secs(60)).unwrap();
+    std::thread::sleep(Duration::from_millis(50));
+    assert_eq!(process_state(pid), Some('T'));
+    paused.heal().unwrap();
+    std::thread::sleep(Duration::from_millis(50));
+    assert_eq!(process_state(pid), Some('S'));
+    dataplane::kill_process(target).unwrap();
+    let status = child.wait().unwrap();
+    use std::os::unix::process::ExitStatusExt;
+    assert_eq!(status.signal(), Some(libc::SIGKILL));
+}
+
+#[test]
+fn pause_resumes_by_itself_at_the_deadline() {
+    if !prerequisites("pause deadline", &[]) {
+        return;
+    }
+    let mut child = Command::new("sleep").arg("30").spawn().unwrap();
+    let pid = child.id();
+    let fault = dataplane::pause_process(
+        ProcessTarget::Pid(pid as i32),
+        &id("pause_deadline"),
+        Instant::now() + Duration::from_millis(300),
+    )
+    .unwrap();
+    std::thread::sleep(Duration::from_millis(600));
+    assert_eq!(process_state(pid), Some('S'));
+    assert!(fault.is_reverted());
+    child.kill().unwrap();
+    child.wait().unwrap();
+}
+
+#[test]
+fn missing_namespace_and_bad_input_give_clear_errors() {
+    let error = dataplane::Netns::open("/run/netns/schism-does-not-exist").unwrap_err();
+    assert!(
+        error
+            .to_string()
+            .contains("/run/netns/schism-does-not-exist"),
+        "{error}"
+    );
+    assert!(
+        "10furlongs"
+            .parse::<dataplane::Rate>()
+            .unwrap_err()
+            .to_string()
+            .contains("10mbit")
+    );
+}
+
+const HELPER_ENV: &str = "SCHISM_TEST_FAULT_HOLDER";
+
+/// Not a test of its own: when the kill -9 test re-runs this binary with `HELPER_ENV` set, this
+/// function applies faults in the given namespace, reports READY and waits to be killed.
+#[test]
+fn helper_process_that_holds_faults_until_killed() {
+    let Ok(config) = std::env::var(HELPER_ENV) else {
+        return;
+    };
+    let mut parts = config.split(',');
+    let path = parts.next().unwrap();
+    let peer: std::net::Ipv4Addr = parts.next().unwrap().parse().unwrap();
+    let netns = dataplane::Netns::open(path).unwrap();
+    let partition = dataplane::apply_partition(
+        &netns,
+        &id("held_cut"),
+        &PartitionSpec {
+            drop_peers: vec![peer],
+        },
+        Instant::now() + Duration::from_secs(2),
+    )
+    .unwrap();
+    let latency = dataplane::apply_latency(
+        &netns,
+        &id("held_slow"),
+        &LatencySpec {
+            delay: Duration::from_millis(200),
+            jitter: Duration::ZERO,
+            from_peers: vec![],
+            backend: Some(LatencyBackend::NfQueue),
+        },
+        in_secs(600),
+    )
+    .unwrap();
+    println!("READY");
+    std::thread::sleep(Duration::from_secs(600));
+    drop((partition, latency));
+}
+
+#[test]
+fn sigkill_of_the_fault_holder_leaves_traffic_flowing_after_the_deadline_and_reap_cleans_up() {
+    if !prerequisites("kill -9 of fault holder", NET_TOOLS) {
+        return;
+    }
+    let net = TestNet::new(2);
+    let mut holder = Command::new(std::env::current_exe().unwrap())
+        .args([
+            "--exact",
+            "helper_process_that_holds_faults_until_killed",
+            "--nocapture",
+            "--test-threads=1",
+        ])
+        .env(HELPER_ENV, format!("{},{}", net.path(0), net.ips[1]))
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let applied_at = Instant::now();
+    let mut lines = BufReader::new(holder.stdout.take().unwrap()).lines();
+    assert!(
+        lines.any(|line| line.unwrap().contains("READY")),
+        "helper did not get ready"
+    );
+    assert!(
+        net.unreachable(1, 0),
+        "partition is active while the holder runs"
+    );
+
+    holder.kill().unwrap();
+    holder.wait().unwrap();
+    // The partition expires in the kernel; the orphaned NFQUEUE rule lets packets bypass.
+    std::thread::sleep(
+        (applied_at + Duration::from_millis(2600)).saturating_duration_since(Instant::now()),
+    );
+    let (loss, rtt) = net.ping(1, net.ips[0], 5, "0.05");
+    assert_eq!(loss, 0.0, "traffic flows after the deadline without Schism");
+    assert!(
+        rtt.unwrap() < Duration::from_millis(50),
+        "no delay without the loop: {rtt:?}"
+    );
+
+    let removed = dataplane::reap_netns(&net.netns(0)).unwrap();
+    assert!(
+        removed.contains(&ReapedItem::NftTable("schism_held_cut".into())),
+        "{removed:?}"
+    );
+    assert!(removed.iter().any(|item| matches!(item, ReapedItem::IptablesRule(rule) if rule.contains("schism:held_slow"))), "{removed:?}");
+    assert!(dataplane::reap_netns(&net.netns(0)).unwrap().is_empty());
+}

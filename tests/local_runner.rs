@@ -1,0 +1,286 @@
+//! The local cluster's safety: bad commands and readiness failures tear everything down, and
+//! `kill -9` of the runner followed by cleanup leaves no namespace, rule or process.
+
+mod support;
+
+use std::io::{BufRead, BufReader};
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use schism::dataplane::FaultId;
+use schism::faultplan::{PartitionShape, plan_partition, rng_from_seed};
+use schism::local::{
+    LocalCluster, LocalClusterConfig, LocalError, ReadyCheck, cleanup_crashed_runs,
+};
+use support::prerequisites;
+
+const TOOLS: &[&str] = &["ip", "nft", "tc", "iptables"];
+
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap()
+}
+
+fn namespaces_of(run_id: &str) -> Vec<String> {
+    std::fs::read_dir("/run/netns")
+        .into_iter()
+        .flatten()
+        .filter_map(Result::ok)
+        .filter_map(|e| e.file_name().to_str().map(str::to_string))
+        .filter(|name| name.starts_with(&format!("sx-{run_id}-")))
+        .collect()
+}
+
+/// Records as (run id, owner pid).
+fn records() -> Vec<(String, u32)> {
+    std::fs::read_dir("/run/schism")
+        .into_iter()
+        .flatten()
+        .filter_map(Result::ok)
+        .filter_map(|entry| {
+            let text = std::fs::read_to_string(entry.path().join("run.json")).ok()?;
+            let record: serde_json::Value = serde_json::from_str(&text).ok()?;
+            Some((
+                record["runId"].as_str()?.to_string(),
+                record["ownerPid"].as_u64()? as u32,
+            ))
+        })
+        .collect()
+}
+
+fn all_run_namespaces() -> Vec<String> {
+    std::fs::read_dir("/run/netns")
+        .into_iter()
+        .flatten()
+        .filter_map(Result::ok)
+        .filter_map(|e| e.file_name().to_str().map(str::to_string))
+        .filter(|name| name.starts_with("sx-"))
+        .collect()
+}
+
+/// Failing starts in this process run one at a time, so "nothing of this process is left"
+/// is well defined. Other processes (another Schism run on the machine) are ignored.
+static FAILING_STARTS: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+fn assert_nothing_left_by_this_process(namespaces_before: &[String]) {
+    let own = std::process::id();
+    let records = records();
+    assert!(
+        records.iter().all(|(_, owner)| *owner != own),
+        "run record left behind: {records:?}"
+    );
+    let new_namespaces: Vec<String> = all_run_namespaces()
+        .into_iter()
+        .filter(|name| !namespaces_before.contains(name))
+        .filter(|name| {
+            !records
+                .iter()
+                .any(|(id, _)| name.starts_with(&format!("sx-{id}-")))
+        })
+        .collect();
+    assert!(
+        new_namespaces.is_empty(),
+        "namespaces left behind: {new_namespaces:?}"
+    );
+}
+
+#[test]
+fn a_node_command_that_exits_at_once_is_reported_with_its_log_and_torn_down() {
+    if !prerequisites("node exits", TOOLS) {
+        return;
+    }
+    let _serial = FAILING_STARTS.lock().unwrap_or_else(|p| p.into_inner());
+    let before = all_run_namespaces();
+    let config = LocalClusterConfig::new(
+        2,
+        "echo boom-{name} >&2; exit 3",
+        ReadyCheck::Tcp { port: 7000 },
+    );
+    let error = runtime()
+        .block_on(LocalCluster::start(config))
+        .err()
+        .expect("must fail");
+    let text = error.to_string();
+    assert!(matches!(error, LocalError::NodeExited { .. }), "{text}");
+    assert!(
+        text.contains("exit status: 3") && text.contains("boom-n"),
+        "{text}"
+    );
+    assert_nothing_left_by_this_process(&before);
+}
+
+#[test]
+fn a_readiness_check_that_never_passes_times_out_naming_the_check_and_tears_down() {
+    if !prerequisites("never ready", TOOLS) {
+        return;
+    }
+    let _serial = FAILING_STARTS.lock().unwrap_or_else(|p| p.into_inner());
+    let before = all_run_namespaces();
+    let mut config = LocalClusterConfig::new(
+        1,
+        "sleep 30",
+        ReadyCheck::Http {
+            port: 7001,
+            path: "/health".into(),
+        },
+    );
+    config.ready_timeout = Duration::from_millis(800);
+    let error = runtime()
+        .block_on(LocalCluster::start(config))
+        .err()
+        .expect("must fail");
+    let text = error.to_string();
+    assert!(matches!(error, LocalError::NotReady { .. }), "{text}");
+    assert!(text.contains("/health") && text.contains("n1"), "{text}");
+    assert_nothing_left_by_this_process(&before);
+}
+
+#[test]
+fn bad_configuration_is_rejected_before_anything_is_created() {
+    let config = LocalClusterConfig::new(0, "x", ReadyCheck::Tcp { port: 1 });
+    let error = runtime()
+        .block_on(LocalCluster::start(config))
+        .err()
+        .unwrap();
+    assert!(error.to_string().contains("nodes is 0"), "{error}");
+    assert!(
+        "10.0.0.0/28"
+            .parse::<schism::local::Ipv4Subnet>()
+            .unwrap_err()
+            .contains("/26")
+    );
+}
+
+const REDIS: &str = "redis-server --port 7002 --bind {ip} --save '' --appendonly no --protected-mode no --dir {dataDir}";
+
+const RUNNER_ENV: &str = "SCHISM_TEST_LOCAL_RUNNER";
+
+/// Not a test of its own: when the kill -9 test re-runs this binary with `RUNNER_ENV` set, this
+/// function builds a 3-node cluster, applies a partition and a delay, prints the run id and
+/// waits to be killed.
+#[test]
+fn helper_runner_process_that_is_killed_mid_fault() {
+    if std::env::var(RUNNER_ENV).is_err() {
+        return;
+    }
+    let rt = runtime();
+    let mut config = LocalClusterConfig::new(3, REDIS, ReadyCheck::Tcp { port: 7002 });
+    config.ready_timeout = Duration::from_secs(10);
+    let cluster = rt.block_on(LocalCluster::start(config)).unwrap();
+    let names: Vec<String> = cluster.nodes().iter().map(|n| n.name.clone()).collect();
+    let plan = plan_partition(&PartitionShape::Halves, &names, &mut rng_from_seed(1)).unwrap();
+    let deadline = Instant::now() + Duration::from_secs(600);
+    let partition = cluster
+        .apply_partition(&plan, &FaultId::new("cut").unwrap(), deadline)
+        .unwrap();
+    let latency = cluster
+        .apply_latency(
+            &[0],
+            Duration::from_millis(50),
+            Duration::ZERO,
+            &FaultId::new("slow").unwrap(),
+            deadline,
+        )
+        .unwrap();
+    let pids: Vec<String> = (0..3)
+        .map(|n| cluster.node_pid(n).unwrap().to_string())
+        .collect();
+    println!("RUN {} {}", cluster.run_id(), pids.join(" "));
+    std::thread::sleep(Duration::from_secs(600));
+    drop((partition, latency, cluster));
+}
+
+fn alive(pid: &str) -> bool {
+    Path::new(&format!("/proc/{pid}")).exists()
+        && !std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|s| s.contains(") Z "))
+}
+
+#[test]
+fn kill_9_of_the_runner_mid_fault_then_cleanup_leaves_nothing() {
+    if !prerequisites(
+        "kill -9 runner",
+        &["ip", "nft", "tc", "iptables", "redis-server"],
+    ) {
+        return;
+    }
+    let mut runner = Command::new(std::env::current_exe().unwrap())
+        .args([
+            "--exact",
+            "helper_runner_process_that_is_killed_mid_fault",
+            "--nocapture",
+            "--test-threads=1",
+        ])
+        .env(RUNNER_ENV, "1")
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stdout = runner.stdout.take().unwrap();
+    let (found, announced) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        // The test harness prints the test name before the helper's output on the same line.
+        let line = BufReader::new(stdout)
+            .lines()
+            .find_map(|line| Some(line.ok()?.split_once("RUN ")?.1.to_string()));
+        let _ = found.send(line);
+    });
+    let Ok(Some(line)) = announced.recv_timeout(Duration::from_secs(60)) else {
+        runner.kill().unwrap();
+        runner.wait().unwrap();
+        panic!("runner did not start its cluster");
+    };
+    let mut words = line.split_whitespace();
+    let run_id = words.next().unwrap().to_string();
+    let node_pids: Vec<String> = words.map(str::to_string).collect();
+    assert_eq!(
+        namespaces_of(&run_id).len(),
+        5,
+        "bridge, client and three nodes"
+    );
+
+    runner.kill().unwrap();
+    runner.wait().unwrap();
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while node_pids.iter().any(|pid| alive(pid)) && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert!(
+        !node_pids.iter().any(|pid| alive(pid)),
+        "node processes die with the runner"
+    );
+    assert!(
+        !namespaces_of(&run_id).is_empty(),
+        "namespaces stay until cleanup"
+    );
+
+    let report = cleanup_crashed_runs().unwrap();
+    let text = report.to_string();
+    eprintln!("{text}");
+    let run = report
+        .runs
+        .iter()
+        .find(|run| run.run_id == run_id)
+        .expect("cleanup found the run");
+    assert!(
+        run.removed.iter().any(|line| line.contains("schism_cut")),
+        "{text}"
+    );
+    assert!(
+        run.removed.iter().any(|line| line.contains("schism:slow")),
+        "{text}"
+    );
+    assert_eq!(
+        run.removed
+            .iter()
+            .filter(|line| line.starts_with("network namespace"))
+            .count(),
+        5,
+        "{text}"
+    );
+    assert!(namespaces_of(&run_id).is_empty());
+    assert!(!Path::new("/run/schism").join(&run_id).exists());
+    let again = cleanup_crashed_runs().unwrap();
+    assert!(again.runs.iter().all(|run| run.run_id != run_id));
+}
