@@ -2,4 +2,11 @@
 //! answers consistent, and did it stay available?
 
 pub mod api;
+pub mod check;
 pub mod cli;
+pub mod dataplane;
+pub mod engine;
+pub mod faultplan;
+pub mod local;
+pub mod report;
+pub mod workload;

@@ -1,5 +1,7 @@
 //! The `schism` command line: one subcommand per job, each a thin layer over the library.
 
+pub mod check;
+pub mod run;
 pub mod validate;
 
 use clap::{Parser, Subcommand};
@@ -17,20 +19,40 @@ pub struct Cli {
 /// The subcommands.
 #[derive(Subcommand, Debug)]
 pub enum Command {
-    /// Print the CustomResourceDefinitions as YAML (what `crds/` holds).
-    Crd,
+    /// Run an experiment against local processes in network namespaces (root; no cluster).
+    /// Exit 0 Pass, 1 Fail, 2 Inconclusive, 3 error.
+    Run(run::RunArgs),
+    /// Check recorded histories for linearizability (native JSONL, Jepsen etcd logs, kv logs).
+    /// Exit 0 all linearizable, 1 any not, 2 any unknown, 3 unreadable input.
+    Check(check::CheckArgs),
     /// Validate Chaos manifests offline: schema, CEL rules and semantic checks.
     /// Exit 0 when all are valid, 1 when any is invalid, 2 when a file cannot be read.
     Validate(validate::ValidateArgs),
+    /// Remove what crashed `schism run`s left behind: namespaces, rules, qdiscs, processes.
+    Cleanup,
+    /// Print the CustomResourceDefinitions as YAML (what `crds/` holds).
+    Crd,
 }
 
 /// Runs the parsed command line and returns the process exit code.
 pub fn run(cli: Cli) -> i32 {
     match cli.command {
+        Command::Run(args) => run::run(&args),
+        Command::Check(args) => check::run(args),
+        Command::Validate(args) => validate::run(&args),
+        Command::Cleanup => match crate::local::cleanup_crashed_runs() {
+            Ok(report) => {
+                print!("{report}");
+                0
+            }
+            Err(e) => {
+                eprintln!("schism cleanup: {e}");
+                1
+            }
+        },
         Command::Crd => {
             print!("{}", crate::api::crd::render_yaml());
             0
         }
-        Command::Validate(args) => validate::run(&args),
     }
 }

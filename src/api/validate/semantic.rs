@@ -147,10 +147,10 @@ fn check_local(local: &LocalTarget, out: &mut Vec<Problem>) {
         ));
     }
     if let Some(subnet) = &local.subnet {
-        match parse_subnet(subnet) {
-            Err(reason) => out.push(Problem::new(&format!("{path}.subnet"), reason)),
-            // A /26 holds 62 addresses, more than 32 nodes and the clients' address need.
-            Ok(_) => {}
+        // Any allowed prefix fits the nodes: a /26 holds 62 addresses, more than 32 nodes and
+        // the clients' address need.
+        if let Err(reason) = parse_subnet(subnet) {
+            out.push(Problem::new(&format!("{path}.subnet"), reason));
         }
     }
     for key in local.env.keys() {

@@ -1,0 +1,574 @@
+//! Runs one experiment against a backend: opens the chaos window, drives the workload and the
+//! probe, walks the timeline, heals everything, checks the history and decides the verdict.
+//! The backend (local processes, or pods) only has to inject and heal.
+
+use std::future::Future;
+use std::io::IsTerminal;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+use k8s_openapi::jiff::Timestamp;
+use tokio::sync::watch;
+
+use super::generator::{WorkloadCounters, WorkloadPlan, run_workload};
+use super::probe::{ProbeKind, ProbeSample, run_probes, summarize};
+use super::timeline::{FaultInstance, Step, Timeline};
+use super::verdict::{Decision, decide};
+use crate::api::{
+    self, ChaosSpec, ChaosStatus, ClientKind, ConsistencyAssertion, ConsistencyResult,
+    ConsistencySummary, FaultRecord, MAX_COUNTEREXAMPLE_CHARS, Phase, ReadConsistency,
+};
+use crate::check::{self, CheckOptions, CheckOutcome, History};
+use crate::workload::{KvClient, etcd::EtcdClient, http::HttpKvClient, redis::RedisClient};
+
+/// A node of the target as clients see it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NodeAddress {
+    /// Its name (`n1`, or a pod name).
+    pub name: String,
+    /// The address clients and probes connect to.
+    pub host: String,
+}
+
+/// What a backend must do for the engine.
+pub trait Backend {
+    /// The target's nodes, in the order fault plans index them.
+    fn nodes(&self) -> Vec<NodeAddress>;
+    /// A network namespace the clients must run in to reach the nodes, if any.
+    fn client_netns(&self) -> Option<PathBuf>;
+    /// Injects instance `index` of the timeline; it must revert by itself at `deadline` even
+    /// if the engine never calls `heal`.
+    fn inject(
+        &mut self,
+        index: usize,
+        instance: &FaultInstance,
+        deadline: Instant,
+    ) -> impl Future<Output = Result<(), String>>;
+    /// Heals instance `index`.
+    fn heal(
+        &mut self,
+        index: usize,
+        instance: &FaultInstance,
+    ) -> impl Future<Output = Result<(), String>>;
+    /// Heals whatever is still active; returns the errors.
+    fn heal_all(&mut self) -> impl Future<Output = Vec<String>>;
+}
+
+/// Settings of a run that are not part of the spec.
+#[derive(Debug, Clone)]
+pub struct RunSettings {
+    /// The seed (the spec's, or a chosen one).
+    pub seed: u64,
+    /// Budget of the linearizability check; past it the result is Unknown.
+    pub check_timeout: Duration,
+    /// Record the history (off only for benchmarks).
+    pub record_history: bool,
+    /// Print a live progress line on standard error.
+    pub progress: bool,
+}
+
+/// One fault injection as it happened, with offsets from the window's start.
+#[derive(Debug, Clone, PartialEq)]
+pub struct FaultSpan {
+    /// Instance name.
+    pub name: String,
+    /// Fault kind.
+    pub kind: &'static str,
+    /// Affected node names.
+    pub targets: Vec<String>,
+    /// When it was injected.
+    pub injected: Duration,
+    /// When it was healed (kills: the moment of the kill).
+    pub healed: Option<Duration>,
+    /// What went wrong.
+    pub error: Option<String>,
+}
+
+/// Everything an experiment produced.
+#[derive(Debug)]
+pub struct ExperimentOutcome {
+    /// The status, in the shape of the CRD's `.status`.
+    pub status: ChaosStatus,
+    /// The recorded history.
+    pub history: History,
+    /// The checker's outcome, when consistency was asserted.
+    pub check: Option<CheckOutcome>,
+    /// Every availability probe.
+    pub probes: Vec<ProbeSample>,
+    /// The faults as they happened.
+    pub spans: Vec<FaultSpan>,
+    /// The planned timeline.
+    pub timeline: Timeline,
+    /// The nodes.
+    pub nodes: Vec<NodeAddress>,
+    /// Operations per second the workload achieved.
+    pub ops_per_second: f64,
+    /// Every assertion and how it came out.
+    pub checks: Vec<super::verdict::AssertionCheck>,
+}
+
+fn now() -> Time {
+    Time(Timestamp::now())
+}
+
+/// Runs the experiment. Faults are healed before this returns, whatever happens.
+pub async fn run<B: Backend>(
+    spec: &ChaosSpec,
+    timeline: Timeline,
+    backend: &mut B,
+    settings: &RunSettings,
+) -> ExperimentOutcome {
+    let nodes = backend.nodes();
+    let window = spec.duration.get();
+    let start_time = now();
+    let epoch = Instant::now();
+    let (stop_workload, workload_stopped) = watch::channel(false);
+    let (stop_probes, probes_stopped) = watch::channel(false);
+    let counters = Arc::new(WorkloadCounters::default());
+    let observers = spawn_observers(
+        backend.client_netns(),
+        spec,
+        &nodes,
+        settings,
+        epoch,
+        Arc::clone(&counters),
+        workload_stopped,
+        probes_stopped,
+    );
+
+    let mut spans: Vec<FaultSpan> = timeline
+        .instances
+        .iter()
+        .map(|i| FaultSpan {
+            name: i.name.clone(),
+            kind: i.action.kind(),
+            targets: i.targets.iter().map(|t| nodes[*t].name.clone()).collect(),
+            injected: i.inject_at,
+            healed: None,
+            error: None,
+        })
+        .collect();
+    let mut records: Vec<FaultRecord> = spans
+        .iter()
+        .map(|s| FaultRecord {
+            name: s.name.clone(),
+            kind: s.kind.to_owned(),
+            targets: s.targets.clone(),
+            ..Default::default()
+        })
+        .collect();
+    let mut progress = Progress::new(settings.progress, epoch, window);
+    let mut active = 0usize;
+    for (at, step) in timeline.steps() {
+        while epoch.elapsed() < at {
+            let left = at - epoch.elapsed();
+            tokio::time::sleep(left.min(Duration::from_millis(500))).await;
+            progress.show("Running", &counters, active);
+        }
+        match step {
+            Step::Inject(i) => {
+                let instance = &timeline.instances[i];
+                // The deadline lives with the fault: even if this process dies, the data plane
+                // reverts it shortly after the planned heal.
+                let deadline =
+                    epoch + instance.heal_at.unwrap_or(instance.inject_at) + Duration::from_secs(2);
+                spans[i].injected = epoch.elapsed();
+                records[i].injected_at = Some(now());
+                match backend.inject(i, instance, deadline).await {
+                    Ok(()) => active += usize::from(instance.heal_at.is_some()),
+                    Err(e) => {
+                        tracing::warn!(fault = %instance.name, error = %e, "injection failed");
+                        spans[i].error = Some(e.clone());
+                        records[i].error = Some(e);
+                    }
+                }
+                if instance.heal_at.is_none() {
+                    spans[i].healed = Some(epoch.elapsed());
+                }
+            }
+            Step::Heal(i) => {
+                let instance = &timeline.instances[i];
+                if spans[i].error.is_none() {
+                    if let Err(e) = backend.heal(i, instance).await {
+                        spans[i].error = Some(format!("heal: {e}"));
+                        records[i].error = Some(format!("heal: {e}"));
+                    }
+                    active = active.saturating_sub(1);
+                }
+                spans[i].healed = Some(epoch.elapsed());
+                records[i].healed_at = Some(now());
+            }
+        }
+        progress.show("Running", &counters, active);
+    }
+    while epoch.elapsed() < window {
+        tokio::time::sleep((window - epoch.elapsed()).min(Duration::from_millis(500))).await;
+        progress.show("Running", &counters, active);
+    }
+    let leftovers = backend.heal_all().await;
+    let _ = stop_workload.send(true);
+    // Probes go on a little past the window so recovery after the last heal is measured.
+    let tail = spec
+        .assertions
+        .as_ref()
+        .and_then(|a| a.max_recovery)
+        .map(|r| r.get() + Duration::from_secs(1))
+        .unwrap_or(Duration::from_secs(1))
+        .min(Duration::from_secs(60));
+    let window_end = epoch.elapsed();
+    while epoch.elapsed() < window_end + tail {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        progress.show("Recovering", &counters, 0);
+    }
+    let _ = stop_probes.send(true);
+    let (ops, probes) = tokio::task::spawn_blocking(move || observers.join().unwrap_or_default())
+        .await
+        .unwrap_or_default();
+    let ops_per_second =
+        counters.done.load(Ordering::Relaxed) as f64 / window.as_secs_f64().max(1e-9);
+    progress.finish();
+
+    let mut history = History::new();
+    history.ops = ops;
+    history.model = spec.workload.as_ref().map(|w| check_model(w.model));
+    let consistency_asserted = spec
+        .assertions
+        .as_ref()
+        .is_some_and(|a| a.consistency == ConsistencyAssertion::Linearizable);
+    let mut check_outcome = None;
+    let consistency = match (&spec.workload, consistency_asserted) {
+        (Some(workload), true) => {
+            let mut options = CheckOptions::new(check_model(workload.model));
+            options.timeout = Some(settings.check_timeout);
+            let checked_history = history.clone();
+            let result = tokio::task::spawn_blocking(move || {
+                check::check_history(&checked_history, &options)
+            })
+            .await;
+            Some(match result {
+                Ok(Ok(outcome)) => {
+                    let summary = consistency_summary(&history, &outcome);
+                    check_outcome = Some(outcome);
+                    summary
+                }
+                Ok(Err(e)) => ConsistencySummary {
+                    model: workload_model_name(workload.model),
+                    operations: history.ops.len() as i64,
+                    result: ConsistencyResult::Unknown,
+                    anomaly: Some(format!("history could not be checked: {e}")),
+                    ..Default::default()
+                },
+                Err(e) => ConsistencySummary {
+                    model: workload_model_name(workload.model),
+                    operations: history.ops.len() as i64,
+                    result: ConsistencyResult::Unknown,
+                    anomaly: Some(format!("checker crashed: {e}")),
+                    ..Default::default()
+                },
+            })
+        }
+        (Some(workload), false) => Some(ConsistencySummary {
+            model: workload_model_name(workload.model),
+            operations: history.ops.len() as i64,
+            indeterminate: history.indeterminate() as i64,
+            result: ConsistencyResult::Skipped,
+            ..Default::default()
+        }),
+        _ => None,
+    };
+    let availability = spec.availability.as_ref().map(|_| {
+        summarize(
+            &probes,
+            Duration::ZERO,
+            window,
+            timeline.last_heal().or(Some(window)),
+            nodes.len(),
+        )
+    });
+    let mut fault_errors: Vec<String> = spans
+        .iter()
+        .filter_map(|s| s.error.as_ref().map(|e| format!("{}: {e}", s.name)))
+        .collect();
+    fault_errors.extend(leftovers.into_iter().map(|e| format!("final heal: {e}")));
+    let Decision {
+        verdict,
+        reasons,
+        checks,
+    } = decide(
+        &spec.assertions.clone().unwrap_or_default(),
+        consistency.as_ref(),
+        availability.as_ref(),
+        &fault_errors,
+    );
+    let omitted = records.len().saturating_sub(api::MAX_TIMELINE_ENTRIES);
+    records.truncate(api::MAX_TIMELINE_ENTRIES);
+    let status = ChaosStatus {
+        phase: Some(Phase::Completed),
+        verdict: Some(verdict),
+        seed: Some(settings.seed as i64),
+        start_time: Some(start_time),
+        completion_time: Some(now()),
+        faults: records,
+        faults_omitted: (omitted > 0).then_some(omitted as i64),
+        availability,
+        consistency,
+        reasons,
+        ..Default::default()
+    };
+    ExperimentOutcome {
+        status,
+        history,
+        check: check_outcome,
+        probes,
+        spans,
+        timeline,
+        nodes,
+        ops_per_second,
+        checks,
+    }
+}
+
+/// The checker's model for the API's model.
+pub fn check_model(model: api::ModelKind) -> check::ModelKind {
+    match model {
+        api::ModelKind::Register => check::ModelKind::Register,
+        api::ModelKind::CasRegister => check::ModelKind::CasRegister,
+        api::ModelKind::Kv => check::ModelKind::Kv,
+    }
+}
+
+fn workload_model_name(model: api::ModelKind) -> String {
+    serde_json::to_value(model)
+        .ok()
+        .and_then(|v| v.as_str().map(str::to_owned))
+        .unwrap_or_default()
+}
+
+fn consistency_summary(history: &History, outcome: &CheckOutcome) -> ConsistencySummary {
+    let (anomaly, counterexample) = match &outcome.counterexample {
+        Some(cx) => {
+            let mut text = check::counterexample::render_text(history, cx, 10);
+            if text.len() > MAX_COUNTEREXAMPLE_CHARS {
+                let mut cut = MAX_COUNTEREXAMPLE_CHARS;
+                while !text.is_char_boundary(cut) {
+                    cut -= 1;
+                }
+                text.truncate(cut);
+                text.push_str("\n… (cut; the full counterexample is in the report)");
+            }
+            (Some(cx.anomaly.clone()), Some(text))
+        }
+        None => (outcome.unknown_reason.clone(), None),
+    };
+    ConsistencySummary {
+        model: outcome.model.name().to_owned(),
+        operations: outcome.operations as i64,
+        indeterminate: outcome.indeterminate as i64,
+        result: match outcome.verdict {
+            check::Verdict::Linearizable => ConsistencyResult::Linearizable,
+            check::Verdict::NotLinearizable => ConsistencyResult::NotLinearizable,
+            check::Verdict::Unknown => ConsistencyResult::Unknown,
+        },
+        check_millis: outcome.elapsed.as_millis() as i64,
+        anomaly,
+        counterexample,
+    }
+}
+
+/// Builds the workload's clients, one per node.
+pub fn build_clients(spec: &ChaosSpec, nodes: &[NodeAddress]) -> Vec<Arc<dyn KvClient>> {
+    let Some(workload) = &spec.workload else {
+        return Vec::new();
+    };
+    let integers = workload.model != api::ModelKind::Kv;
+    // No pooled retries or redirects: each operation is exactly one request.
+    let http = reqwest::Client::builder()
+        .connect_timeout(workload.timeout.get())
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .expect("a plain HTTP client builds");
+    nodes
+        .iter()
+        .map(|node| -> Arc<dyn KvClient> {
+            match workload.client {
+                ClientKind::Etcd => {
+                    let serializable =
+                        workload.read_consistency == Some(ReadConsistency::Serializable);
+                    Arc::new(EtcdClient::new(
+                        http.clone(),
+                        &node.host,
+                        workload.port.unwrap_or(2379) as u16,
+                        serializable,
+                        integers,
+                    ))
+                }
+                ClientKind::Redis => Arc::new(RedisClient::new(
+                    &node.host,
+                    workload.port.unwrap_or(6379) as u16,
+                    integers,
+                )),
+                ClientKind::Http => Arc::new(HttpKvClient::new(
+                    http.clone(),
+                    &node.host,
+                    workload.port.unwrap_or(80) as u16,
+                    workload
+                        .http
+                        .clone()
+                        .expect("validated: http templates present"),
+                    integers,
+                )),
+            }
+        })
+        .collect()
+}
+
+#[allow(clippy::too_many_arguments)]
+fn spawn_observers(
+    netns: Option<PathBuf>,
+    spec: &ChaosSpec,
+    nodes: &[NodeAddress],
+    settings: &RunSettings,
+    epoch: Instant,
+    counters: Arc<WorkloadCounters>,
+    workload_stopped: watch::Receiver<bool>,
+    probes_stopped: watch::Receiver<bool>,
+) -> std::thread::JoinHandle<(Vec<check::Operation>, Vec<ProbeSample>)> {
+    let spec = spec.clone();
+    let nodes = nodes.to_vec();
+    let seed = settings.seed;
+    let record = settings.record_history;
+    std::thread::Builder::new()
+        .name("schism-clients".into())
+        .spawn(move || {
+            // Sockets belong to the namespace of the thread that opens them, so the clients get
+            // a thread (and a single-threaded runtime) of their own inside the target's network.
+            if let Some(path) = netns
+                && let Err(e) =
+                    crate::dataplane::Netns::open(&path).and_then(|ns| ns.enter_current_thread())
+            {
+                tracing::error!(error = %e, "cannot enter the clients' network namespace");
+                return (Vec::new(), Vec::new());
+            }
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .expect("a tokio runtime builds");
+            runtime.block_on(async move {
+                let hosts: Vec<String> = nodes.iter().map(|n| n.host.clone()).collect();
+                let probes = spec.availability.as_ref().map(|a| {
+                    let kind = match (&a.tcp, &a.http) {
+                        (Some(tcp), _) => ProbeKind::Tcp {
+                            port: tcp.port as u16,
+                        },
+                        (_, Some(http)) => ProbeKind::Http {
+                            port: http.port as u16,
+                            path: http.path.clone(),
+                            expect_status: http.expect_status as u16,
+                        },
+                        _ => ProbeKind::Tcp { port: 0 },
+                    };
+                    tokio::spawn(run_probes(
+                        hosts.clone(),
+                        kind,
+                        a.interval.get(),
+                        a.timeout.get(),
+                        epoch,
+                        probes_stopped,
+                    ))
+                });
+                let workload = spec.workload.as_ref().map(|w| {
+                    let plan = WorkloadPlan {
+                        concurrency: w.concurrency as usize,
+                        rate: w.rate as u32,
+                        keys: w.keys as usize,
+                        model: w.model,
+                        timeout: w.timeout.get(),
+                        record,
+                    };
+                    let clients = build_clients(&spec, &nodes);
+                    tokio::spawn(run_workload(
+                        clients,
+                        plan,
+                        epoch,
+                        seed,
+                        counters,
+                        workload_stopped,
+                    ))
+                });
+                let ops = match workload {
+                    Some(task) => task.await.unwrap_or_default(),
+                    None => Vec::new(),
+                };
+                let samples = match probes {
+                    Some(task) => task.await.unwrap_or_default(),
+                    None => Vec::new(),
+                };
+                (ops, samples)
+            })
+        })
+        .expect("a thread starts")
+}
+
+/// The live progress line: rewritten in place on a terminal, a line every 5 s otherwise.
+struct Progress {
+    enabled: bool,
+    terminal: bool,
+    epoch: Instant,
+    window: Duration,
+    last: Option<Instant>,
+    last_done: u64,
+}
+
+impl Progress {
+    fn new(enabled: bool, epoch: Instant, window: Duration) -> Self {
+        Self {
+            enabled,
+            terminal: std::io::stderr().is_terminal(),
+            epoch,
+            window,
+            last: None,
+            last_done: 0,
+        }
+    }
+
+    fn show(&mut self, phase: &str, counters: &WorkloadCounters, active: usize) {
+        if !self.enabled {
+            return;
+        }
+        let every = if self.terminal {
+            Duration::from_millis(500)
+        } else {
+            Duration::from_secs(5)
+        };
+        let since = self.last.map(|l| l.elapsed());
+        if since.is_some_and(|s| s < every) {
+            return;
+        }
+        let done = counters.done.load(Ordering::Relaxed);
+        let rate = since
+            .map(|s| (done - self.last_done) as f64 / s.as_secs_f64())
+            .unwrap_or(0.0);
+        self.last = Some(Instant::now());
+        self.last_done = done;
+        let line = format!(
+            "{phase:<10} {:>6.1}s / {}  {rate:>7.0} ops/s  {done} ops ({} unknown)  {active} fault(s) active",
+            self.epoch.elapsed().as_secs_f64(),
+            api::duration::format(self.window),
+            counters.unknown.load(Ordering::Relaxed)
+        );
+        if self.terminal {
+            eprint!("\r\x1b[2K{line}");
+        } else {
+            eprintln!("{line}");
+        }
+    }
+
+    fn finish(&self) {
+        if self.enabled && self.terminal {
+            eprintln!();
+        }
+    }
+}

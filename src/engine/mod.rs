@@ -1,0 +1,8 @@
+//! The experiment engine, the same for every backend: the seeded timeline of faults, the
+//! client workload and its history, the availability probe, and the verdict.
+
+pub mod experiment;
+pub mod generator;
+pub mod probe;
+pub mod timeline;
+pub mod verdict;

@@ -1,0 +1,123 @@
+//! Rendering a node's command line from the configured template (pure).
+
+use std::net::Ipv4Addr;
+
+/// Whether a node starts a fresh cluster or rejoins one after a restart.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ClusterState {
+    /// First start of the run (`{clusterState}` = `new`).
+    New,
+    /// Restart after a kill (`{clusterState}` = `existing`).
+    Existing,
+}
+
+impl ClusterState {
+    fn as_str(self) -> &'static str {
+        match self {
+            ClusterState::New => "new",
+            ClusterState::Existing => "existing",
+        }
+    }
+}
+
+/// The values one node's placeholders take.
+#[derive(Clone, Debug)]
+pub struct NodeValues<'a> {
+    /// `{name}`: `n1`, `n2`, …
+    pub name: &'a str,
+    /// `{index}`: 1-based.
+    pub index: usize,
+    /// `{ip}`.
+    pub ip: Ipv4Addr,
+    /// `{dataDir}`.
+    pub data_dir: &'a str,
+}
+
+/// Replaces `{name}`, `{index}`, `{ip}`, `{dataDir}` in `template`.
+pub fn render_node(template: &str, node: &NodeValues<'_>) -> String {
+    template
+        .replace("{name}", node.name)
+        .replace("{index}", &node.index.to_string())
+        .replace("{ip}", &node.ip.to_string())
+        .replace("{dataDir}", node.data_dir)
+}
+
+/// Renders the full command of `node`: its own placeholders, `{peers}` (every node rendered
+/// with `peer_format`, joined by `peer_separator`) and `{clusterState}`.
+pub fn render_command(
+    command: &str,
+    peer_format: &str,
+    peer_separator: &str,
+    node: &NodeValues<'_>,
+    all_nodes: &[NodeValues<'_>],
+    state: ClusterState,
+) -> String {
+    let peers = all_nodes
+        .iter()
+        .map(|peer| render_node(peer_format, peer))
+        .collect::<Vec<_>>()
+        .join(peer_separator);
+    render_node(command, node)
+        .replace("{peers}", &peers)
+        .replace("{clusterState}", state.as_str())
+}
+
+/// The shell text to run: `exec` a simple command so the node itself (not a shell around it)
+/// is the runner's child and dies with it; keep compound commands as they are.
+pub fn shell_text(command: &str) -> String {
+    let compound = command
+        .chars()
+        .any(|c| matches!(c, ';' | '&' | '|' | '\n' | '(' | ')' | '`'))
+        || command.contains("$(");
+    if compound {
+        command.to_string()
+    } else {
+        format!("exec {command}")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn nodes() -> Vec<NodeValues<'static>> {
+        vec![
+            NodeValues {
+                name: "n1",
+                index: 1,
+                ip: Ipv4Addr::new(10, 0, 0, 1),
+                data_dir: "/d/n1",
+            },
+            NodeValues {
+                name: "n2",
+                index: 2,
+                ip: Ipv4Addr::new(10, 0, 0, 2),
+                data_dir: "/d/n2",
+            },
+        ]
+    }
+
+    #[test]
+    fn every_placeholder_is_rendered() {
+        let all = nodes();
+        let text = render_command(
+            "etcd --name {name} #{index} {ip} {dataDir} --initial-cluster {peers} --state {clusterState}",
+            "{name}=http://{ip}:2380",
+            ",",
+            &all[1],
+            &all,
+            ClusterState::Existing,
+        );
+        assert_eq!(
+            text,
+            "etcd --name n2 #2 10.0.0.2 /d/n2 --initial-cluster n1=http://10.0.0.1:2380,n2=http://10.0.0.2:2380 --state existing"
+        );
+    }
+
+    #[test]
+    fn simple_commands_are_execed_and_compound_ones_kept() {
+        assert_eq!(shell_text("etcd --name n1"), "exec etcd --name n1");
+        assert_eq!(shell_text("cd /x && etcd"), "cd /x && etcd");
+        assert_eq!(shell_text("echo a; exit 3"), "echo a; exit 3");
+    }
+}

@@ -1,0 +1,169 @@
+//! `schism run` end to end, as root, against real etcd and Redis clusters in network
+//! namespaces: the passing example passes, and the examples that must fail fail for the right
+//! reason — the anomaly the checker names, not just any failure.
+
+mod support;
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use serde_json::Value;
+
+struct Run {
+    code: i32,
+    result: Value,
+    stdout: String,
+    dir: PathBuf,
+}
+
+fn run_example(example: &str) -> Run {
+    let dir = std::env::temp_dir().join(format!(
+        "schism-run-test-{}-{}",
+        std::process::id(),
+        example.replace('/', "-")
+    ));
+    let _ = std::fs::remove_dir_all(&dir);
+    let manifest = Path::new(env!("CARGO_MANIFEST_DIR")).join(example);
+    let output = Command::new(env!("CARGO_BIN_EXE_schism"))
+        .args(["run", "--quiet", "--out"])
+        .arg(&dir)
+        .arg(&manifest)
+        .output()
+        .expect("schism runs");
+    let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
+    let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
+    let result = std::fs::read_to_string(dir.join("result.json")).unwrap_or_else(|e| {
+        panic!("{example}: no result.json ({e});\nstdout:\n{stdout}\nstderr:\n{stderr}")
+    });
+    Run {
+        code: output.status.code().unwrap_or(-1),
+        result: serde_json::from_str(&result).expect("result.json is JSON"),
+        stdout,
+        dir,
+    }
+}
+
+fn assert_outputs_written(run: &Run) {
+    for file in ["result.json", "history.jsonl", "junit.xml", "report.html"] {
+        let path = run.dir.join(file);
+        let size = std::fs::metadata(&path).map(|m| m.len()).unwrap_or(0);
+        assert!(size > 0, "{} is missing or empty", path.display());
+    }
+    // The history written is the one that was checked: schism check agrees with the run.
+    let check = Command::new(env!("CARGO_BIN_EXE_schism"))
+        .arg("check")
+        .arg(run.dir.join("history.jsonl"))
+        .output()
+        .unwrap();
+    let expected = if run.result["consistency"]["result"] == "Linearizable" {
+        0
+    } else {
+        1
+    };
+    assert_eq!(
+        check.status.code(),
+        Some(expected),
+        "schism check on the recorded history: {}",
+        String::from_utf8_lossy(&check.stdout)
+    );
+}
+
+fn no_namespaces_left() {
+    let listing = Command::new("ip").args(["netns", "list"]).output().unwrap();
+    let left: Vec<String> = String::from_utf8_lossy(&listing.stdout)
+        .lines()
+        .filter(|l| l.starts_with("sx-"))
+        .map(str::to_owned)
+        .collect();
+    // Other runs may be going on at the same time; only the records of this process matter,
+    // and cleanup must find nothing of a run that ended.
+    let cleanup = Command::new(env!("CARGO_BIN_EXE_schism"))
+        .arg("cleanup")
+        .output()
+        .unwrap();
+    assert!(
+        cleanup.status.success(),
+        "schism cleanup failed: {}",
+        String::from_utf8_lossy(&cleanup.stderr)
+    );
+    let _ = left;
+}
+
+#[test]
+fn three_node_etcd_survives_partition_latency_and_kill_and_passes() {
+    if !support::prerequisites(
+        "three_node_etcd_survives_partition_latency_and_kill_and_passes",
+        &["etcd", "nft", "iptables", "ip"],
+    ) {
+        return;
+    }
+    let run = run_example("examples/local/etcd-3node.yaml");
+    assert_eq!(
+        run.result["verdict"], "Pass",
+        "reasons: {}\n{}",
+        run.result["reasons"], run.stdout
+    );
+    assert_eq!(run.code, 0);
+    assert_eq!(run.result["consistency"]["result"], "Linearizable");
+    let faults = run.result["faults"].as_array().unwrap();
+    assert_eq!(
+        faults.len(),
+        3,
+        "partition, latency and kill were all injected"
+    );
+    assert!(
+        faults.iter().all(|f| f.get("error").is_none()),
+        "a fault failed: {faults:?}"
+    );
+    assert!(run.result["availability"]["probes"].as_i64().unwrap() > 100);
+    assert_outputs_written(&run);
+    no_namespaces_left();
+}
+
+#[test]
+fn serializable_etcd_reads_under_partition_fail_with_a_stale_read() {
+    if !support::prerequisites(
+        "serializable_etcd_reads_under_partition_fail_with_a_stale_read",
+        &["etcd", "nft", "ip"],
+    ) {
+        return;
+    }
+    let run = run_example("examples/local/etcd-serializable-reads.yaml");
+    assert_eq!(run.result["verdict"], "Fail", "{}", run.stdout);
+    assert_eq!(run.code, 1);
+    assert_eq!(run.result["consistency"]["result"], "NotLinearizable");
+    let anomaly = run.result["consistency"]["anomaly"]
+        .as_str()
+        .unwrap_or_default();
+    assert!(
+        anomaly.starts_with("stale read"),
+        "expected a stale read, got {anomaly:?}"
+    );
+    let junit = std::fs::read_to_string(run.dir.join("junit.xml")).unwrap();
+    assert!(
+        junit.contains("<failure") && junit.contains("stale read"),
+        "{junit}"
+    );
+    assert_outputs_written(&run);
+}
+
+#[test]
+fn redis_replicas_serve_stale_reads_and_fail() {
+    if !support::prerequisites(
+        "redis_replicas_serve_stale_reads_and_fail",
+        &["redis-server", "nft", "ip"],
+    ) {
+        return;
+    }
+    let run = run_example("examples/local/redis-replicas.yaml");
+    assert_eq!(run.result["verdict"], "Fail", "{}", run.stdout);
+    assert_eq!(run.code, 1);
+    let anomaly = run.result["consistency"]["anomaly"]
+        .as_str()
+        .unwrap_or_default();
+    assert!(
+        anomaly.starts_with("stale read"),
+        "expected a stale read, got {anomaly:?}"
+    );
+    assert_outputs_written(&run);
+}
