@@ -4,10 +4,11 @@ use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomRe
 use kube::CustomResourceExt;
 
 use super::chaos::Chaos;
+use super::fault_lease::FaultLease;
 
 /// Every CRD Schism installs, in a stable order.
 pub fn all() -> Vec<CustomResourceDefinition> {
-    vec![Chaos::crd()]
+    vec![Chaos::crd(), FaultLease::crd()]
 }
 
 /// The CRDs as one multi-document YAML file, byte-for-byte what `crds/schism.yaml` holds.

@@ -5,11 +5,13 @@
 pub mod chaos;
 pub mod crd;
 pub mod duration;
+pub mod fault_lease;
 pub mod status;
 pub mod validate;
 
 pub use chaos::*;
 pub use duration::KubeDuration;
+pub use fault_lease::*;
 pub use status::*;
 
 /// The API group of every Schism resource.

@@ -94,6 +94,10 @@ pub struct FaultRecord {
     /// Pods or nodes affected.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub targets: Vec<String>,
+    /// How it was made and its shape, e.g. `nftables; cuts n1-n2 n1-n3` or `nfqueue`
+    /// (latency without netem in the node's kernel).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub detail: Option<String>,
     /// When it was injected.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub injected_at: Option<Time>,

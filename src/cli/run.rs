@@ -110,6 +110,7 @@ fn cluster_config(
     let mut config = LocalClusterConfig::new(local.nodes as usize, local.command.clone(), ready);
     config.peer_format = local.peer_format.clone();
     config.peer_separator = local.peer_separator.clone();
+    config.restart_command = local.restart_command.clone();
     if let Some(timeout) = local.ready_timeout {
         config.ready_timeout = timeout.get();
     }

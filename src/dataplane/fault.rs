@@ -79,6 +79,20 @@ pub enum FaultKind {
     Pause,
 }
 
+impl FaultKind {
+    /// The mechanism that makes the fault, as reported to users: `nftables`, `netem`,
+    /// `nfqueue`, `tbf` or `SIGSTOP`.
+    pub fn mechanism(self) -> &'static str {
+        match self {
+            FaultKind::Partition | FaultKind::Loss => "nftables",
+            FaultKind::Latency(LatencyBackend::Netem) => "netem",
+            FaultKind::Latency(LatencyBackend::NfQueue) => "nfqueue",
+            FaultKind::Bandwidth => "tbf",
+            FaultKind::Pause => "SIGSTOP",
+        }
+    }
+}
+
 pub(crate) type Revert = Box<dyn FnOnce() -> Result<(), DataPlaneError> + Send>;
 
 /// State shared between a fault's owner and its watchdog: whoever takes the revert runs it.

@@ -88,6 +88,12 @@ pub(crate) fn loss_script(
             .join(", ")
     };
     let basis_points = (percent * 100.0).round() as u32;
+    // numgen's range is 0–9999, so "< 10000" does not parse: 100 % is a plain drop.
+    let chance = if basis_points >= 10_000 {
+        String::new()
+    } else {
+        format!("numgen random mod 10000 < {basis_points} ")
+    };
     let mut script = String::new();
     let _ = writeln!(script, "add table inet {table}");
     let _ = writeln!(script, "delete table inet {table}");
@@ -98,7 +104,7 @@ pub(crate) fn loss_script(
     );
     let _ = writeln!(
         script,
-        "  chain input {{ type filter hook input priority -300; policy accept; iifname \"lo\" accept; ip saddr @peers numgen random mod 10000 < {basis_points} drop; }}"
+        "  chain input {{ type filter hook input priority -300; policy accept; iifname \"lo\" accept; ip saddr @peers {chance}drop; }}"
     );
     script.push_str("}\n");
     script
@@ -254,6 +260,14 @@ mod tests {
         let id = FaultId::new("l2").unwrap();
         let script = loss_script(&id, &[Ipv4Addr::new(10, 0, 0, 9)], 12.34, 10);
         assert!(script.contains("< 1234 drop"));
+    }
+
+    #[test]
+    fn total_loss_is_a_plain_drop_because_numgen_stops_at_9999() {
+        let id = FaultId::new("l3").unwrap();
+        let script = loss_script(&id, &[], 100.0, 10);
+        assert!(script.contains("ip saddr @peers drop;"), "{script}");
+        assert!(!script.contains("numgen"));
     }
 
     #[test]

@@ -40,13 +40,13 @@ pub trait Backend {
     /// A network namespace the clients must run in to reach the nodes, if any.
     fn client_netns(&self) -> Option<PathBuf>;
     /// Injects instance `index` of the timeline; it must revert by itself at `deadline` even
-    /// if the engine never calls `heal`.
+    /// if the engine never calls `heal`. Returns how the fault was made, for the timeline.
     fn inject(
         &mut self,
         index: usize,
         instance: &FaultInstance,
         deadline: Instant,
-    ) -> impl Future<Output = Result<(), String>>;
+    ) -> impl Future<Output = Result<Option<String>, String>>;
     /// Heals instance `index`.
     fn heal(
         &mut self,
@@ -83,6 +83,8 @@ pub struct FaultSpan {
     pub injected: Duration,
     /// When it was healed (kills: the moment of the kill).
     pub healed: Option<Duration>,
+    /// How it was made.
+    pub detail: Option<String>,
     /// What went wrong.
     pub error: Option<String>,
 }
@@ -148,6 +150,7 @@ pub async fn run<B: Backend>(
             targets: i.targets.iter().map(|t| nodes[*t].name.clone()).collect(),
             injected: i.inject_at,
             healed: None,
+            detail: None,
             error: None,
         })
         .collect();
@@ -178,7 +181,11 @@ pub async fn run<B: Backend>(
                 spans[i].injected = epoch.elapsed();
                 records[i].injected_at = Some(now());
                 match backend.inject(i, instance, deadline).await {
-                    Ok(()) => active += usize::from(instance.heal_at.is_some()),
+                    Ok(detail) => {
+                        active += usize::from(instance.heal_at.is_some());
+                        spans[i].detail = detail.clone();
+                        records[i].detail = detail;
+                    }
                     Err(e) => {
                         tracing::warn!(fault = %instance.name, error = %e, "injection failed");
                         spans[i].error = Some(e.clone());

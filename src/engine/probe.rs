@@ -63,7 +63,10 @@ pub async fn run_probes(
         let http = http.clone();
         let mut stop = stop.clone();
         tasks.push(tokio::spawn(async move {
-            let mut samples = Vec::new();
+            // One probe starts at every tick, even while earlier ones still wait for their
+            // timeout: the samples then cover time evenly, so the success ratio is the share
+            // of time the node answered, not skewed by slow failures.
+            let mut in_flight = tokio::task::JoinSet::new();
             let mut ticker = tokio::time::interval(interval);
             ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
             loop {
@@ -74,18 +77,27 @@ pub async fn run_probes(
                 if *stop.borrow() {
                     break;
                 }
-                let at = epoch.elapsed();
-                let started = Instant::now();
-                let result = tokio::time::timeout(timeout, probe_once(&http, &host, &kind))
-                    .await
-                    .unwrap_or_else(|_| Err(format!("no answer within {timeout:?}")));
-                samples.push(ProbeSample {
-                    node,
-                    at,
-                    ok: result.is_ok(),
-                    latency: started.elapsed(),
-                    error: result.err(),
+                let (http, host, kind) = (http.clone(), host.clone(), Arc::clone(&kind));
+                in_flight.spawn(async move {
+                    let at = epoch.elapsed();
+                    let started = Instant::now();
+                    let result = tokio::time::timeout(timeout, probe_once(&http, &host, &kind))
+                        .await
+                        .unwrap_or_else(|_| Err(format!("no answer within {timeout:?}")));
+                    ProbeSample {
+                        node,
+                        at,
+                        ok: result.is_ok(),
+                        latency: started.elapsed(),
+                        error: result.err(),
+                    }
                 });
+            }
+            let mut samples = Vec::new();
+            while let Some(sample) = in_flight.join_next().await {
+                if let Ok(sample) = sample {
+                    samples.push(sample);
+                }
             }
             samples
         }));

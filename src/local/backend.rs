@@ -104,6 +104,35 @@ impl LocalBackend {
     }
 }
 
+/// How an injected fault was made: its mechanism, and for a partition which links it cut.
+fn describe(
+    instance: &FaultInstance,
+    applied: &[AppliedFault],
+    names: &[String],
+) -> Option<String> {
+    let mechanism = applied.first().map(|f| f.kind().mechanism());
+    match (&instance.action, mechanism) {
+        (FaultAction::Partition(plan), mechanism) => {
+            let cuts: Vec<String> = (0..plan.node_count())
+                .flat_map(|a| {
+                    plan.drops(a)
+                        .iter()
+                        .filter(move |b| a < **b)
+                        .map(move |b| format!("{}-{}", names[a], names[*b]))
+                })
+                .collect();
+            Some(format!(
+                "{}; cuts {}",
+                mechanism.unwrap_or("nftables"),
+                cuts.join(" ")
+            ))
+        }
+        (FaultAction::Kill { .. }, _) => Some("SIGKILL, then restart".to_owned()),
+        (_, Some(mechanism)) => Some(mechanism.to_owned()),
+        (_, None) => None,
+    }
+}
+
 fn heal_faults(faults: Vec<AppliedFault>) -> Result<(), String> {
     let errors: Vec<String> = dataplane::heal_all(faults)
         .into_iter()
@@ -138,13 +167,20 @@ impl Backend for LocalBackend {
         index: usize,
         instance: &FaultInstance,
         deadline: Instant,
-    ) -> Result<(), String> {
+    ) -> Result<Option<String>, String> {
         let applied = self
             .apply(index, instance, deadline)
             .await
             .map_err(|e| e.to_string())?;
+        let names: Vec<String> = self
+            .cluster
+            .nodes()
+            .iter()
+            .map(|n| n.name.clone())
+            .collect();
+        let detail = describe(instance, &applied, &names);
         self.active.insert(index, applied);
-        Ok(())
+        Ok(detail)
     }
 
     async fn heal(&mut self, index: usize, _instance: &FaultInstance) -> Result<(), String> {

@@ -489,8 +489,12 @@ impl LocalCluster {
             })
             .collect();
         let config = &inner.config;
+        let template = match (state, &config.restart_command) {
+            (ClusterState::Existing, Some(restart)) => restart,
+            _ => &config.command,
+        };
         let text = render_command(
-            &config.command,
+            template,
             &config.peer_format,
             &config.peer_separator,
             &values[node],

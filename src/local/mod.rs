@@ -55,6 +55,8 @@ pub struct LocalClusterConfig {
     pub peer_format: String,
     /// What joins the rendered peers.
     pub peer_separator: String,
+    /// Command template for restarts after a kill; `command` when `None`.
+    pub restart_command: Option<String>,
     /// The readiness check.
     pub ready: ReadyCheck,
     /// How long a node may take to become ready.
@@ -79,6 +81,7 @@ impl LocalClusterConfig {
             command: command.into(),
             peer_format: "{name}={ip}".into(),
             peer_separator: ",".into(),
+            restart_command: None,
             ready,
             ready_timeout: Duration::from_secs(30),
             restart_delay: Duration::from_secs(1),

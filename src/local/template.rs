@@ -33,13 +33,48 @@ pub struct NodeValues<'a> {
     pub data_dir: &'a str,
 }
 
+/// Expands `{placeholder}`s through `lookup`; `{{` and `}}` stand for literal braces, as
+/// `schism validate` documents. Unknown placeholders are left as written (validation has
+/// already refused them).
+fn expand(template: &str, lookup: &dyn Fn(&str) -> Option<String>) -> String {
+    let mut out = String::with_capacity(template.len());
+    let mut rest = template;
+    while let Some(at) = rest.find(['{', '}']) {
+        out.push_str(&rest[..at]);
+        let tail = &rest[at..];
+        if tail.starts_with("{{") || tail.starts_with("}}") {
+            out.push_str(&tail[..1]);
+            rest = &tail[2..];
+            continue;
+        }
+        if let Some(close) = tail.find('}').filter(|_| tail.starts_with('{')) {
+            let name = &tail[1..close];
+            if let Some(value) = lookup(name) {
+                out.push_str(&value);
+                rest = &tail[close + 1..];
+                continue;
+            }
+        }
+        out.push_str(&tail[..1]);
+        rest = &tail[1..];
+    }
+    out.push_str(rest);
+    out
+}
+
+fn node_value(name: &str, node: &NodeValues<'_>) -> Option<String> {
+    Some(match name {
+        "name" => node.name.to_owned(),
+        "index" => node.index.to_string(),
+        "ip" => node.ip.to_string(),
+        "dataDir" => node.data_dir.to_owned(),
+        _ => return None,
+    })
+}
+
 /// Replaces `{name}`, `{index}`, `{ip}`, `{dataDir}` in `template`.
 pub fn render_node(template: &str, node: &NodeValues<'_>) -> String {
-    template
-        .replace("{name}", node.name)
-        .replace("{index}", &node.index.to_string())
-        .replace("{ip}", &node.ip.to_string())
-        .replace("{dataDir}", node.data_dir)
+    expand(template, &|name| node_value(name, node))
 }
 
 /// Renders the full command of `node`: its own placeholders, `{peers}` (every node rendered
@@ -57,9 +92,11 @@ pub fn render_command(
         .map(|peer| render_node(peer_format, peer))
         .collect::<Vec<_>>()
         .join(peer_separator);
-    render_node(command, node)
-        .replace("{peers}", &peers)
-        .replace("{clusterState}", state.as_str())
+    expand(command, &|name| match name {
+        "peers" => Some(peers.clone()),
+        "clusterState" => Some(state.as_str().to_owned()),
+        other => node_value(other, node),
+    })
 }
 
 /// The shell text to run: `exec` a simple command so the node itself (not a shell around it)
@@ -111,6 +148,26 @@ mod tests {
         assert_eq!(
             text,
             "etcd --name n2 #2 10.0.0.2 /d/n2 --initial-cluster n1=http://10.0.0.1:2380,n2=http://10.0.0.2:2380 --state existing"
+        );
+    }
+
+    #[test]
+    fn doubled_braces_are_literal_braces() {
+        let nodes = nodes();
+        let text = render_command(
+            "echo '{{\"n\": \"{name}\"}}' {{name}} {peers}",
+            "{ip}",
+            " ",
+            &nodes[0],
+            &nodes,
+            ClusterState::New,
+        );
+        assert_eq!(
+            text,
+            format!(
+                "echo '{{\"n\": \"n1\"}}' {{name}} {} {}",
+                nodes[0].ip, nodes[1].ip
+            )
         );
     }
 

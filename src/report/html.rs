@@ -122,10 +122,10 @@ fn faults_table(outcome: &ExperimentOutcome) -> Markup {
         @if outcome.spans.is_empty() { p.muted { "No faults were scheduled." } }
         @else {
             table {
-                tr { th { "fault" } th { "kind" } th { "targets" } th { "injected" } th { "healed" } th { "error" } }
+                tr { th { "fault" } th { "kind" } th { "targets" } th { "how" } th { "injected" } th { "healed" } th { "error" } }
                 @for span in &outcome.spans {
                     tr {
-                        td { (span.name) } td { (span.kind) } td { (span.targets.join(", ")) }
+                        td { (span.name) } td { (span.kind) } td { (span.targets.join(", ")) } td { (span.detail.clone().unwrap_or_default()) }
                         td { (at(span.injected)) } td { (span.healed.map(at).unwrap_or_default()) }
                         td.failed { (span.error.clone().unwrap_or_default()) }
                     }
