@@ -8,5 +8,6 @@ pub mod dataplane;
 pub mod engine;
 pub mod faultplan;
 pub mod local;
+pub mod operator;
 pub mod report;
 pub mod workload;

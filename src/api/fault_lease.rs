@@ -189,3 +189,12 @@ pub enum LeasePhase {
     /// Could not be applied; see `error`.
     Failed,
 }
+
+/// Label on every `FaultLease` naming the node of its pod, so each node agent watches only the
+/// leases it must act on (a label selector, where a field selector on a custom resource is not
+/// available).
+pub const LEASE_NODE_LABEL: &str = "schism.dev/node";
+
+/// Finalizer on every `FaultLease`: the node agent removes it once the fault is reverted, so a
+/// lease cannot disappear while its fault is still active on the pod.
+pub const LEASE_FINALIZER: &str = "schism.dev/agent-revert";

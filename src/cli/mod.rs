@@ -1,8 +1,10 @@
 //! The `schism` command line: one subcommand per job, each a thin layer over the library.
 
 pub mod check;
+pub mod controller;
 pub mod run;
 pub mod validate;
+pub mod wait;
 
 use clap::{Parser, Subcommand};
 
@@ -11,6 +13,9 @@ use clap::{Parser, Subcommand};
 #[derive(Parser, Debug)]
 #[command(name = "schism", version, about, long_about = None)]
 pub struct Cli {
+    /// Log as JSON lines (for log collectors) instead of text.
+    #[arg(long, global = true)]
+    pub log_json: bool,
     /// What to do.
     #[command(subcommand)]
     pub command: Command,
@@ -32,6 +37,15 @@ pub enum Command {
     Cleanup,
     /// Print the CustomResourceDefinitions as YAML (what `crds/` holds).
     Crd,
+    /// Run the operator's controller (in the cluster).
+    Controller(controller::ControllerArgs),
+    /// Run the node agent (DaemonSet, hostPID, privileged): applies this node's FaultLeases.
+    Agent(crate::operator::agent::AgentArgs),
+    /// Wait for a Chaos's verdict and print a summary: exit 0 Pass, 1 Fail, 2 Inconclusive,
+    /// timeout or error.
+    Wait(wait::WaitArgs),
+    /// Write a Chaos's stored report (JUnit XML, HTML, history) into a directory.
+    Report(wait::ReportArgs),
 }
 
 /// Runs the parsed command line and returns the process exit code.
@@ -50,6 +64,10 @@ pub fn run(cli: Cli) -> i32 {
                 1
             }
         },
+        Command::Controller(args) => controller::run(&args),
+        Command::Agent(args) => crate::operator::agent::run(&args),
+        Command::Wait(args) => wait::wait(&args),
+        Command::Report(args) => wait::report(&args),
         Command::Crd => {
             print!("{}", crate::api::crd::render_yaml());
             0

@@ -1,0 +1,311 @@
+//! Making a lease's fault real on this node and taking it away again, with the data plane.
+//!
+//! Every applied fault keeps its data-plane watchdog, so it ends at its deadline even if the
+//! agent's loop is stuck or the API server unreachable. Dropping the actuator reverts whatever
+//! it still holds (a graceful agent shutdown leaves nothing behind; a new agent re-applies live
+//! leases after its start-up reap).
+
+use std::collections::{HashMap, HashSet};
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+use std::time::Instant;
+
+use super::decide::{FaultPlan, PlannedFault};
+use super::discovery::{NamespaceId, PodProcesses, ProcSnapshot};
+use crate::api::FaultLease;
+use crate::dataplane::{
+    self, AppliedFault, DataPlaneError, Netns, ProcessTarget, ReapedItem, reap_netns,
+};
+
+/// Which lease a held fault belongs to.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct LeaseKey {
+    /// Namespace of the lease.
+    pub namespace: String,
+    /// Name of the lease.
+    pub name: String,
+}
+
+impl LeaseKey {
+    /// The key of a lease object.
+    pub fn of(lease: &FaultLease) -> Self {
+        Self {
+            namespace: lease.metadata.namespace.clone().unwrap_or_default(),
+            name: lease.metadata.name.clone().unwrap_or_default(),
+        }
+    }
+}
+
+impl std::fmt::Display for LeaseKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}/{}", self.namespace, self.name)
+    }
+}
+
+/// Why a fault could not be applied, phrased for the lease's status.
+#[derive(Debug, thiserror::Error)]
+pub enum ActuatorError {
+    /// None of the pod's processes could be signalled (they all exited).
+    #[error("pod {uid} has no running process left to pause")]
+    NoProcess {
+        /// The pod UID.
+        uid: String,
+    },
+    /// No process of the pod has a readable `ns/net`.
+    #[error(
+        "no network namespace of pod {uid} is readable under {proc_root} (is the agent privileged with hostPID?)"
+    )]
+    NoNetns {
+        /// The pod UID.
+        uid: String,
+        /// Where the agent looked.
+        proc_root: PathBuf,
+    },
+    /// The pod shares the node's network namespace (or the agent's): a network fault there
+    /// would hit every pod of the node, so Schism refuses it.
+    #[error(
+        "pod {uid} uses the node's network namespace (hostNetwork): Schism refuses network faults that would hit the whole node"
+    )]
+    HostNetwork {
+        /// The pod UID.
+        uid: String,
+    },
+    /// The data plane failed.
+    #[error(transparent)]
+    DataPlane(#[from] DataPlaneError),
+}
+
+/// What the start-up reap did.
+#[derive(Debug, Default)]
+pub struct ReapReport {
+    /// How many network namespaces were searched.
+    pub namespaces: usize,
+    /// Everything removed, with the namespace path it was removed from.
+    pub removed: Vec<(PathBuf, ReapedItem)>,
+    /// Stopped processes of pods without a live lease that were sent SIGCONT.
+    pub resumed: Vec<i32>,
+    /// What could not be reaped or resumed, for the log.
+    pub failures: Vec<String>,
+}
+
+/// A fault this agent applied for one lease. A pause is one fault per process.
+struct HeldFault {
+    faults: Vec<AppliedFault>,
+    mechanism: &'static str,
+}
+
+/// Applies and reverts lease faults on this node and remembers which it holds.
+pub struct Actuator {
+    proc_root: PathBuf,
+    held: Mutex<HashMap<LeaseKey, HeldFault>>,
+}
+
+impl Actuator {
+    /// An actuator that finds pods under `proc_root` (the host's `/proc` for a hostPID agent).
+    pub fn new(proc_root: impl Into<PathBuf>) -> Self {
+        Self {
+            proc_root: proc_root.into(),
+            held: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// Where pods' processes are looked up.
+    pub fn proc_root(&self) -> &Path {
+        &self.proc_root
+    }
+
+    /// Reads the proc root now.
+    pub fn scan(&self) -> std::io::Result<ProcSnapshot> {
+        ProcSnapshot::scan(&self.proc_root)
+    }
+
+    /// Whether this actuator holds a fault for the lease (until [`Actuator::revert`], even if
+    /// the fault's watchdog already reverted it at the deadline).
+    pub fn holds(&self, key: &LeaseKey) -> bool {
+        self.lock().contains_key(key)
+    }
+
+    /// How the held fault of the lease was made (`nftables`, `netem`, `SIGSTOP`, …).
+    pub fn mechanism(&self, key: &LeaseKey) -> Option<&'static str> {
+        self.lock().get(key).map(|held| held.mechanism)
+    }
+
+    /// The leases whose faults this actuator holds.
+    pub fn held_leases(&self) -> Vec<LeaseKey> {
+        let mut keys: Vec<LeaseKey> = self.lock().keys().cloned().collect();
+        keys.sort();
+        keys
+    }
+
+    /// Applies `plan` to `pod` until `deadline` and returns the mechanism used. A fault
+    /// already held for the lease is reverted first, so a lease never has two copies.
+    pub fn apply(
+        &self,
+        key: &LeaseKey,
+        plan: &FaultPlan,
+        pod: &PodProcesses,
+        deadline: Instant,
+    ) -> Result<&'static str, ActuatorError> {
+        self.revert(key)?;
+        let faults = match &plan.fault {
+            PlannedFault::Pause => pause_pod(pod, plan, deadline)?,
+            PlannedFault::Partition(spec) => vec![dataplane::apply_partition(
+                &self.pod_netns(pod)?,
+                &plan.id,
+                spec,
+                deadline,
+            )?],
+            PlannedFault::Latency(spec) => vec![dataplane::apply_latency(
+                &self.pod_netns(pod)?,
+                &plan.id,
+                spec,
+                deadline,
+            )?],
+            PlannedFault::Loss(spec) => vec![dataplane::apply_loss(
+                &self.pod_netns(pod)?,
+                &plan.id,
+                spec,
+                deadline,
+            )?],
+            PlannedFault::Bandwidth(spec) => vec![dataplane::apply_bandwidth(
+                &self.pod_netns(pod)?,
+                &plan.id,
+                spec,
+                deadline,
+            )?],
+        };
+        let mechanism = faults
+            .first()
+            .map(|fault| fault.kind().mechanism())
+            .unwrap_or("none");
+        tracing::info!(lease = %key, pod = %pod.uid, mechanism, "fault applied");
+        self.lock()
+            .insert(key.clone(), HeldFault { faults, mechanism });
+        Ok(mechanism)
+    }
+
+    /// Reverts the lease's fault if this actuator holds it; says whether it did. Succeeds when
+    /// the watchdog already reverted it at the deadline.
+    pub fn revert(&self, key: &LeaseKey) -> Result<bool, DataPlaneError> {
+        let Some(held) = self.lock().remove(key) else {
+            return Ok(false);
+        };
+        let mut first_error = None;
+        for result in dataplane::heal_all(held.faults) {
+            if let Err(error) = result {
+                first_error.get_or_insert(error);
+            }
+        }
+        match first_error {
+            None => {
+                tracing::info!(lease = %key, "fault reverted");
+                Ok(true)
+            }
+            Some(error) => Err(error),
+        }
+    }
+
+    /// Reverts everything held (agent shutdown); returns what failed.
+    pub fn revert_all(&self) -> Vec<(LeaseKey, DataPlaneError)> {
+        self.held_leases()
+            .into_iter()
+            .filter_map(|key| self.revert(&key).err().map(|error| (key, error)))
+            .collect()
+    }
+
+    /// The start-up reap: removes everything Schism installed in every network namespace of
+    /// the snapshot, and resumes stopped processes of pods whose UID is not in `live_pods`.
+    ///
+    /// Faults of live leases are removed too and then applied fresh by the caller, so a
+    /// restarted agent never leaves two copies of a fault (nor a qdisc without a watchdog).
+    pub fn reap_node(&self, snapshot: &ProcSnapshot, live_pods: &HashSet<String>) -> ReapReport {
+        let mut report = ReapReport::default();
+        for (_, path) in snapshot.namespaces() {
+            report.namespaces += 1;
+            match Netns::open(&path).and_then(|netns| reap_netns(&netns)) {
+                Ok(removed) => {
+                    for item in removed {
+                        tracing::info!(netns = %path.display(), %item, "reaped");
+                        report.removed.push((path.clone(), item));
+                    }
+                }
+                // A process that exited since the scan took its namespace path with it.
+                Err(DataPlaneError::NetnsOpen { .. }) => {}
+                Err(error) => report
+                    .failures
+                    .push(format!("reaping {}: {error}", path.display())),
+            }
+        }
+        for (uid, pid) in snapshot.stopped_pod_processes() {
+            if live_pods.contains(uid) {
+                continue;
+            }
+            // SAFETY: plain syscall; pid > 0 comes from a /proc directory name.
+            if unsafe { libc::kill(pid, libc::SIGCONT) } == 0 {
+                tracing::info!(
+                    pid,
+                    pod = uid,
+                    "resumed a process paused without a live lease"
+                );
+                report.resumed.push(pid);
+            } else {
+                let error = std::io::Error::last_os_error();
+                if error.raw_os_error() != Some(libc::ESRCH) {
+                    report
+                        .failures
+                        .push(format!("SIGCONT to process {pid} of pod {uid}: {error}"));
+                }
+            }
+        }
+        report
+    }
+
+    /// Opens the pod's network namespace, refusing the node's own.
+    fn pod_netns(&self, pod: &PodProcesses) -> Result<Netns, ActuatorError> {
+        let found = pod.netns.as_ref().ok_or_else(|| ActuatorError::NoNetns {
+            uid: pod.uid.clone(),
+            proc_root: self.proc_root.clone(),
+        })?;
+        let agent_netns = NamespaceId::of(Path::new("/proc/thread-self/ns/net")).ok();
+        if found.is_host || agent_netns == Some(found.id) {
+            return Err(ActuatorError::HostNetwork {
+                uid: pod.uid.clone(),
+            });
+        }
+        Ok(Netns::open(&found.path)?)
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<LeaseKey, HeldFault>> {
+        self.held
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+}
+
+/// SIGSTOPs every process of the pod (never the agent itself), each with its own SIGCONT at
+/// the deadline. Processes that exited since the scan are skipped.
+fn pause_pod(
+    pod: &PodProcesses,
+    plan: &FaultPlan,
+    deadline: Instant,
+) -> Result<Vec<AppliedFault>, ActuatorError> {
+    let own_pid = i32::try_from(std::process::id()).unwrap_or(i32::MAX);
+    let mut paused = Vec::new();
+    for &pid in pod.pids.iter().filter(|&&pid| pid != own_pid) {
+        match dataplane::pause_process(ProcessTarget::Pid(pid), &plan.id, deadline) {
+            Ok(fault) => paused.push(fault),
+            Err(DataPlaneError::Signal { source, .. })
+                if source.raw_os_error() == Some(libc::ESRCH) => {}
+            Err(error) => {
+                dataplane::heal_all(paused);
+                return Err(error.into());
+            }
+        }
+    }
+    if paused.is_empty() {
+        return Err(ActuatorError::NoProcess {
+            uid: pod.uid.clone(),
+        });
+    }
+    Ok(paused)
+}

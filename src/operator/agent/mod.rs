@@ -1,0 +1,18 @@
+//! The node agent (`schism agent`, one per node): applies the `FaultLease`s of pods on its
+//! node with the data plane, reports in their status, and reverts them when they are deleted
+//! or their deadline passes, with or without a controller.
+//!
+//! * [`decide`] — pure: what to do with one lease, given the clock and local state;
+//! * [`discovery`] — a pod's processes and network namespace from `/proc/*/cgroup`;
+//! * [`actuator`] — applies, reverts and reaps with the data plane;
+//! * [`run`] — the kube-runtime loop and the status and finalizer writes.
+
+pub mod actuator;
+pub mod decide;
+pub mod discovery;
+pub mod run;
+
+pub use actuator::{Actuator, ActuatorError, LeaseKey, ReapReport};
+pub use decide::{AgentAction, FaultPlan, LocalState, PlannedFault, decide};
+pub use discovery::{NamespaceId, PodNetns, PodProcesses, ProcSnapshot};
+pub use run::{AgentArgs, AgentConfig, AgentError, run, run_agent};
