@@ -402,3 +402,49 @@ async fn too_many_pods_or_a_forbidden_namespace_is_rejected_with_a_condition_and
 fn status_of(server: &ApiServer, name: &str) -> Value {
     status(server, name)
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_target_pod_vanishing_mid_run_makes_the_verdict_inconclusive_naming_it() {
+    let server = Arc::new(cluster().await);
+    add_pods(&server, 3);
+    let agent = simulated_agent(Arc::clone(&server));
+    let (_ctx, controller_task) = start_controller(&server, BlastRadius::default());
+    let chaoses: Api<Chaos> = Api::namespaced(server.client(), "demo");
+    chaoses.create(&PostParams::default(), &chaos("vanish", "target: {statefulSet: etcd}\nduration: 3s\nfaults:\n- name: freeze\n  pause: {targets: {mode: all}}\n  start: 1500ms\n  duration: 500ms\n")).await.unwrap();
+    wait_for("phase Running", Duration::from_secs(10), || {
+        status(&server, "vanish")["phase"] == "Running"
+    })
+    .await;
+    server.delete_raw("pods", Some("demo"), "etcd-1");
+    wait_for("phase Completed", Duration::from_secs(20), || {
+        status(&server, "vanish")["phase"] == "Completed"
+    })
+    .await;
+    let status = status(&server, "vanish");
+    assert_eq!(status["verdict"], "Inconclusive", "{status:#}");
+    let error = status["faults"][0]["error"].as_str().unwrap_or_default();
+    assert!(
+        error.contains("etcd-1") && error.contains("vanished"),
+        "{status:#}"
+    );
+    assert!(
+        status["reasons"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|r| r.as_str().unwrap().contains("etcd-1")),
+        "{status:#}"
+    );
+    let reasons: Vec<String> = server
+        .objects("events.events.k8s.io")
+        .iter()
+        .map(|e| e["reason"].as_str().unwrap_or_default().to_owned())
+        .collect();
+    assert!(reasons.iter().any(|r| r == "TargetVanished"), "{reasons:?}");
+    assert!(
+        server.objects(LEASES).is_empty(),
+        "no lease was left behind"
+    );
+    controller_task.abort();
+    agent.abort();
+}

@@ -4,7 +4,7 @@
 use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use k8s_openapi::api::core::v1::Pod;
@@ -39,8 +39,17 @@ pub struct KubeBackend {
     pods: Vec<TargetPod>,
     hosts: Vec<String>,
     recorder: Recorder,
-    active: Arc<AtomicUsize>,
+    progress: Arc<RunProgress>,
     instances: HashMap<usize, Vec<String>>,
+}
+
+/// What a running experiment shares with the reconciler for its status.
+#[derive(Debug, Default)]
+pub struct RunProgress {
+    /// Faults active now.
+    pub active_faults: AtomicUsize,
+    /// The chaos window is over: the run heals and checks now.
+    pub window_over: AtomicBool,
 }
 
 impl KubeBackend {
@@ -52,7 +61,7 @@ impl KubeBackend {
         pods: Vec<TargetPod>,
         hosts: Vec<String>,
         recorder: Recorder,
-        active: Arc<AtomicUsize>,
+        progress: Arc<RunProgress>,
     ) -> Self {
         let namespace = chaos
             .metadata
@@ -66,7 +75,7 @@ impl KubeBackend {
             pods,
             hosts,
             recorder,
-            active,
+            progress,
             instances: HashMap::new(),
         }
     }
@@ -93,24 +102,29 @@ impl KubeBackend {
     }
 
     /// Re-reads target pods: a killed pod comes back with a new UID and IP.
-    async fn refresh(&mut self, indices: &[usize]) {
+    /// Re-reads target pods (a killed pod comes back with a new UID and IP) and returns the
+    /// names of those that are gone or not running yet.
+    async fn refresh(&mut self, indices: &[usize]) -> Vec<String> {
         let pods: Api<Pod> = Api::namespaced(self.client.clone(), &self.namespace);
+        let mut missing = Vec::new();
         for &i in indices {
-            if let Ok(Some(pod)) = pods.get_opt(&self.pods[i].name).await
-                && let (Some(uid), Some(ip)) = (
-                    pod.metadata.uid.clone(),
-                    pod.status.as_ref().and_then(|s| s.pod_ip.clone()),
-                )
-            {
-                self.pods[i].uid = uid;
-                self.pods[i].ip = ip;
-                self.pods[i].node_name = pod
-                    .spec
-                    .as_ref()
-                    .and_then(|s| s.node_name.clone())
-                    .unwrap_or_default();
+            let found = pods.get_opt(&self.pods[i].name).await.ok().flatten();
+            let running = found.as_ref().and_then(|pod| {
+                let uid = pod.metadata.uid.clone()?;
+                let ip = pod.status.as_ref().and_then(|s| s.pod_ip.clone())?;
+                let node = pod.spec.as_ref().and_then(|s| s.node_name.clone())?;
+                Some((uid, ip, node))
+            });
+            match running {
+                Some((uid, ip, node)) => {
+                    self.pods[i].uid = uid;
+                    self.pods[i].ip = ip;
+                    self.pods[i].node_name = node;
+                }
+                None => missing.push(self.pods[i].name.clone()),
             }
         }
+        missing
     }
 
     fn lease(&self, index: usize, pod: usize, fault: LeaseFault, deadline: Time) -> FaultLease {
@@ -274,7 +288,28 @@ impl Backend for KubeBackend {
             FaultAction::Partition(_) => (0..self.pods.len()).collect(),
             _ => targets.clone(),
         };
-        self.refresh(&stale).await;
+        let missing = self.refresh(&stale).await;
+        let needed: Vec<&String> = missing
+            .iter()
+            .filter(|name| {
+                targets.iter().any(|&t| self.pods[t].name == **name)
+                    || matches!(instance.action, FaultAction::Partition(_))
+            })
+            .collect();
+        if !needed.is_empty() && !matches!(instance.action, FaultAction::Kill { .. }) {
+            let names: Vec<&str> = needed.iter().map(|n| n.as_str()).collect();
+            let message = format!(
+                "target pod(s) {} vanished or are not running; the fault was not injected",
+                names.join(", ")
+            );
+            self.event(
+                EventType::Warning,
+                "TargetVanished",
+                format!("{}: {message}", instance.name),
+            )
+            .await;
+            return Err(message);
+        }
         let names: Vec<String> = targets.iter().map(|&t| self.pods[t].name.clone()).collect();
         if let FaultAction::Kill { grace } = instance.action {
             let pods: Api<Pod> = Api::namespaced(self.client.clone(), &self.namespace);
@@ -355,7 +390,7 @@ impl Backend for KubeBackend {
             created.push(made.metadata.name.unwrap_or_default());
         }
         self.instances.insert(index, created.clone());
-        self.active.fetch_add(1, Ordering::Relaxed);
+        self.progress.active_faults.fetch_add(1, Ordering::Relaxed);
         match self.await_applied(&created).await {
             Ok(mechanisms) => {
                 self.event(
@@ -387,7 +422,7 @@ impl Backend for KubeBackend {
         if self.instances.remove(&index).is_none() {
             return Ok(());
         }
-        self.active.fetch_sub(1, Ordering::Relaxed);
+        self.progress.active_faults.fetch_sub(1, Ordering::Relaxed);
         let result = self
             .delete_leases(&format!(
                 "{LEASE_CHAOS_LABEL}={},{LEASE_INSTANCE_LABEL}={index}",
@@ -417,7 +452,8 @@ impl Backend for KubeBackend {
 
     async fn heal_all(&mut self) -> Vec<String> {
         self.instances.clear();
-        self.active.store(0, Ordering::Relaxed);
+        self.progress.active_faults.store(0, Ordering::Relaxed);
+        self.progress.window_over.store(true, Ordering::Relaxed);
         match self
             .delete_leases(&format!("{LEASE_CHAOS_LABEL}={}", self.name()))
             .await

@@ -14,6 +14,8 @@ pub enum RunState {
     Running {
         /// Faults active right now.
         active_faults: usize,
+        /// The chaos window is over; the history is being checked.
+        checking: bool,
     },
     /// The engine finished; its status is ready to publish.
     Finished(Box<ChaosStatus>),
@@ -191,9 +193,14 @@ pub fn started(chaos: &Chaos, seed: i64, now: &Time) -> ChaosStatus {
     status
 }
 
-/// The status while the run goes on.
-pub fn progress(chaos: &Chaos, active_faults: usize, now: &Time) -> ChaosStatus {
+/// The status while the run goes on: Running during the chaos window, Checking after it.
+pub fn progress(chaos: &Chaos, active_faults: usize, checking: bool, now: &Time) -> ChaosStatus {
     let mut status = base(chaos);
+    status.phase = Some(if checking {
+        Phase::Checking
+    } else {
+        Phase::Running
+    });
     let generation = status.observed_generation;
     let (reason, message) = match active_faults {
         0 => ("NoFaultActive", "no fault is active".to_owned()),
@@ -379,7 +386,14 @@ mod tests {
     fn a_running_experiment_is_watched_and_then_published() {
         let running = chaos(1, Some(status(Phase::Running, 1)));
         assert_eq!(
-            decide(&running, &RunState::Running { active_faults: 2 }, &[]),
+            decide(
+                &running,
+                &RunState::Running {
+                    active_faults: 2,
+                    checking: false
+                },
+                &[]
+            ),
             Step::Watch
         );
         let done = RunState::Finished(Box::new(ChaosStatus {
@@ -387,6 +401,27 @@ mod tests {
             ..Default::default()
         }));
         assert_eq!(decide(&running, &done, &[]), Step::Publish);
+    }
+
+    #[test]
+    fn progress_moves_to_checking_once_the_window_is_over() {
+        let running = chaos(1, Some(status(Phase::Running, 1)));
+        let during = progress(&running, 1, false, &at(1));
+        assert_eq!(during.phase, Some(Phase::Running));
+        assert!(
+            during
+                .conditions
+                .iter()
+                .any(|c| c.type_ == FAULTS_ACTIVE && c.status == "True")
+        );
+        let after = progress(&running, 0, true, &at(2));
+        assert_eq!(after.phase, Some(Phase::Checking));
+        assert!(
+            after
+                .conditions
+                .iter()
+                .any(|c| c.type_ == FAULTS_ACTIVE && c.status == "False")
+        );
     }
 
     #[test]

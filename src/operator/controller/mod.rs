@@ -10,7 +10,7 @@ pub mod report_store;
 pub mod targets;
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -26,7 +26,7 @@ use kube::runtime::finalizer::{Event as Finalizer, finalizer};
 use kube::runtime::watcher;
 use kube::{Api, Client, Resource, ResourceExt};
 
-use self::backend::{KubeBackend, LEASE_CHAOS_LABEL};
+use self::backend::{KubeBackend, LEASE_CHAOS_LABEL, RunProgress};
 use self::decide::{RunState, Step, decide};
 use self::targets::{BlastRadius, TargetPod};
 use super::metrics::{ExperimentLabels, Metrics};
@@ -73,7 +73,7 @@ impl Error {
 /// A run under way in this process.
 struct RunHandle {
     task: tokio::task::JoinHandle<ExperimentOutcome>,
-    active_faults: Arc<AtomicUsize>,
+    progress: Arc<RunProgress>,
 }
 
 /// What every reconciliation shares.
@@ -125,7 +125,8 @@ impl Context {
             None => RunState::None,
             Some(handle) if handle.task.is_finished() => RunState::Finished(Box::default()),
             Some(handle) => RunState::Running {
-                active_faults: handle.active_faults.load(Ordering::Relaxed),
+                active_faults: handle.progress.active_faults.load(Ordering::Relaxed),
+                checking: handle.progress.window_over.load(Ordering::Relaxed),
             },
         }
     }
@@ -269,14 +270,14 @@ async fn start(chaos: Arc<Chaos>, ctx: &Arc<Context>) -> Result<Action, Error> {
             None => p.ip.clone(),
         })
         .collect();
-    let active = Arc::new(AtomicUsize::new(0));
+    let progress = Arc::new(RunProgress::default());
     let mut backend = KubeBackend::new(
         ctx.client.clone(),
         Arc::clone(&chaos),
         chosen,
         hosts,
         ctx.recorder(),
-        Arc::clone(&active),
+        Arc::clone(&progress),
     );
     let settings = RunSettings {
         seed: seed as u64,
@@ -291,7 +292,7 @@ async fn start(chaos: Arc<Chaos>, ctx: &Arc<Context>) -> Result<Action, Error> {
         chaos.uid().unwrap_or_default(),
         RunHandle {
             task,
-            active_faults: active,
+            progress: Arc::clone(&progress),
         },
     );
     write_status(ctx, &chaos, decide::started(&chaos, seed, &now())).await?;
@@ -381,11 +382,19 @@ async fn apply(chaos: Arc<Chaos>, ctx: Arc<Context>) -> Result<Action, Error> {
         Step::Reject { reason, message } => reject(&chaos, &ctx, reason, message).await,
         Step::Start => start(chaos, &ctx).await,
         Step::Watch => {
-            let active = match ctx.run_state(&uid) {
-                RunState::Running { active_faults } => active_faults,
-                _ => 0,
+            let (active, checking) = match ctx.run_state(&uid) {
+                RunState::Running {
+                    active_faults,
+                    checking,
+                } => (active_faults, checking),
+                _ => (0, false),
             };
-            write_status(&ctx, &chaos, decide::progress(&chaos, active, &now())).await?;
+            write_status(
+                &ctx,
+                &chaos,
+                decide::progress(&chaos, active, checking, &now()),
+            )
+            .await?;
             Ok(Action::requeue(PROGRESS_INTERVAL))
         }
         Step::Publish => finish(&chaos, &ctx).await,
@@ -484,7 +493,7 @@ pub async fn reconcile(chaos: Arc<Chaos>, ctx: Arc<Context>) -> Result<Action, E
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .values()
-            .map(|r| r.active_faults.load(Ordering::Relaxed) as i64)
+            .map(|r| r.progress.active_faults.load(Ordering::Relaxed) as i64)
             .sum(),
     );
     result
