@@ -23,6 +23,7 @@ use kube::api::{DeleteParams, ListParams, Patch, PatchParams};
 use kube::runtime::controller::{Action, Controller};
 use kube::runtime::events::{Event, EventType, Recorder, Reporter};
 use kube::runtime::finalizer::{Event as Finalizer, finalizer};
+use kube::runtime::reflector::ObjectRef;
 use kube::runtime::watcher;
 use kube::{Api, Client, Resource, ResourceExt};
 
@@ -70,6 +71,9 @@ impl Error {
     }
 }
 
+/// (namespace, pod name) → the running Chaos that targets the pod.
+type PodIndex = HashMap<(String, String), ObjectRef<Chaos>>;
+
 /// A run under way in this process.
 struct RunHandle {
     task: tokio::task::JoinHandle<ExperimentOutcome>,
@@ -90,6 +94,8 @@ pub struct Context {
     pub agent_grace: Duration,
     reporter: Reporter,
     runs: Mutex<HashMap<String, RunHandle>>,
+    /// Which running Chaos targets which pod, so a pod's change wakes its Chaos.
+    pod_targets: Arc<Mutex<PodIndex>>,
 }
 
 impl Context {
@@ -112,6 +118,7 @@ impl Context {
             agent_grace: AGENT_GRACE,
             reporter,
             runs: Mutex::default(),
+            pod_targets: Arc::default(),
         }
     }
 
@@ -129,6 +136,25 @@ impl Context {
                 checking: handle.progress.window_over.load(Ordering::Relaxed),
             },
         }
+    }
+
+    fn track_pods(&self, chaos: &Chaos, pods: &[TargetPod]) {
+        let namespace = chaos.namespace().unwrap_or_default();
+        let mut index = self.pod_targets.lock().unwrap_or_else(|p| p.into_inner());
+        for pod in pods {
+            index.insert(
+                (namespace.clone(), pod.name.clone()),
+                ObjectRef::from_obj(chaos),
+            );
+        }
+    }
+
+    fn untrack_pods(&self, chaos: &Chaos) {
+        let own = ObjectRef::from_obj(chaos);
+        self.pod_targets
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .retain(|_, c| *c != own);
     }
 
     fn take_run(&self, uid: &str) -> Option<RunHandle> {
@@ -270,6 +296,7 @@ async fn start(chaos: Arc<Chaos>, ctx: &Arc<Context>) -> Result<Action, Error> {
             None => p.ip.clone(),
         })
         .collect();
+    ctx.track_pods(&chaos, &chosen);
     let progress = Arc::new(RunProgress::default());
     let mut backend = KubeBackend::new(
         ctx.client.clone(),
@@ -328,6 +355,7 @@ async fn reject(
 }
 
 async fn finish(chaos: &Chaos, ctx: &Context) -> Result<Action, Error> {
+    ctx.untrack_pods(chaos);
     let Some(handle) = ctx.take_run(&chaos.uid().unwrap_or_default()) else {
         return Ok(Action::await_change());
     };
@@ -449,6 +477,7 @@ async fn revoke_leases(chaos: &Chaos, ctx: &Context) -> Result<usize, Error> {
 }
 
 async fn cleanup(chaos: Arc<Chaos>, ctx: Arc<Context>) -> Result<Action, Error> {
+    ctx.untrack_pods(&chaos);
     if let Some(handle) = ctx.take_run(&chaos.uid().unwrap_or_default()) {
         // Stopping the engine mid-run drops its backend; the leases below are what heal.
         handle.task.abort();
@@ -512,18 +541,34 @@ pub fn error_policy(_chaos: Arc<Chaos>, error: &Error, ctx: Arc<Context>) -> Act
 }
 
 /// Runs the controller until the stream ends (shutdown signal). Watches Chaos objects in all
-/// namespaces (or `namespace`) and the FaultLeases they own.
+/// namespaces (or `namespace`), the FaultLeases they own, and the pods they target.
 pub async fn run(ctx: Arc<Context>, namespace: Option<&str>) {
-    let (chaoses, leases): (Api<Chaos>, Api<FaultLease>) = match namespace {
+    let client = ctx.client.clone();
+    let (chaoses, leases, pods): (Api<Chaos>, Api<FaultLease>, Api<Pod>) = match namespace {
         Some(ns) => (
-            Api::namespaced(ctx.client.clone(), ns),
-            Api::namespaced(ctx.client.clone(), ns),
+            Api::namespaced(client.clone(), ns),
+            Api::namespaced(client.clone(), ns),
+            Api::namespaced(client, ns),
         ),
-        None => (Api::all(ctx.client.clone()), Api::all(ctx.client.clone())),
+        None => (
+            Api::all(client.clone()),
+            Api::all(client.clone()),
+            Api::all(client),
+        ),
     };
+    let pod_targets = Arc::clone(&ctx.pod_targets);
     ctx.metrics.set_ready(true);
     Controller::new(chaoses, watcher::Config::default())
         .owns(leases, watcher::Config::default())
+        // A target pod that changes (restarts, vanishes) wakes the Chaos running against it.
+        .watches(pods, watcher::Config::default(), move |pod: Pod| {
+            let key = (pod.namespace().unwrap_or_default(), pod.name_any());
+            pod_targets
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .get(&key)
+                .cloned()
+        })
         .shutdown_on_signal()
         .run(reconcile, error_policy, ctx)
         .for_each(|result| async move {
