@@ -3,7 +3,7 @@
 //! deadline is enforced by the agent, so a fault ends on time even when the controller is gone.
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
-use kube::CustomResource;
+use kube::{CustomResource, KubeSchema};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
@@ -12,7 +12,7 @@ use super::duration::KubeDuration;
 /// One fault on one pod until a deadline.
 // The printer columns repeat `type_ = "string"`, which clippy mistakes for a duplicated attribute.
 #[allow(clippy::duplicated_attributes)]
-#[derive(CustomResource, JsonSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[derive(CustomResource, KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
 #[kube(
     group = "schism.dev",
     version = "v1alpha1",
@@ -54,6 +54,9 @@ use super::duration::KubeDuration;
         json_path = ".metadata.creationTimestamp"
     )
 )]
+// A lease is a promise to one agent: changing it in place would leave the agent applying
+// the old fault, so the controller replaces leases instead of editing them.
+#[x_kube(validation = Rule::new("self == oldSelf").message("a FaultLease's spec is immutable; delete it and create a new one"))]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct FaultLeaseSpec {
     /// Name of the Chaos this lease belongs to (it is also the owner reference).
