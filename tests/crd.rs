@@ -25,6 +25,16 @@ fn schemas() -> Vec<(String, Value)> {
 }
 
 #[test]
+fn the_helm_chart_installs_the_same_crds() {
+    let chart = concat!(env!("CARGO_MANIFEST_DIR"), "/charts/schism/crds/schism.yaml");
+    let on_disk = std::fs::read_to_string(chart).expect("the chart holds the CRDs");
+    assert!(
+        on_disk == schism::api::crd::render_yaml(),
+        "charts/schism/crds/schism.yaml is stale: cp crds/schism.yaml charts/schism/crds/"
+    );
+}
+
+#[test]
 fn crds_folder_matches_the_generated_crd_byte_for_byte() {
     let path = concat!(env!("CARGO_MANIFEST_DIR"), "/crds/schism.yaml");
     let on_disk = std::fs::read_to_string(path).expect("crds/schism.yaml exists");
