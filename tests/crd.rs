@@ -26,7 +26,10 @@ fn schemas() -> Vec<(String, Value)> {
 
 #[test]
 fn the_helm_chart_installs_the_same_crds() {
-    let chart = concat!(env!("CARGO_MANIFEST_DIR"), "/charts/schism/crds/schism.yaml");
+    let chart = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/charts/schism/crds/schism.yaml"
+    );
     let on_disk = std::fs::read_to_string(chart).expect("the chart holds the CRDs");
     assert!(
         on_disk == schism::api::crd::render_yaml(),
