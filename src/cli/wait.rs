@@ -109,7 +109,9 @@ pub fn wait(args: &WaitArgs) -> i32 {
             match chaoses.get_opt(&args.name).await {
                 Ok(Some(chaos)) => {
                     let status = chaos.status.unwrap_or_default();
-                    if matches!(status.phase, Some(Phase::Completed | Phase::Error))
+                    // A concluded Chaos that is being deleted is an earlier run's, not this one's.
+                    if chaos.metadata.deletion_timestamp.is_none()
+                        && matches!(status.phase, Some(Phase::Completed | Phase::Error))
                         && status.observed_generation == chaos.metadata.generation
                     {
                         print!("{}", summary(&args.name, &status));

@@ -90,7 +90,7 @@ pub struct FaultSpan {
 }
 
 /// Everything an experiment produced.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct ExperimentOutcome {
     /// The status, in the shape of the CRD's `.status`.
     pub status: ChaosStatus,
@@ -198,11 +198,18 @@ pub async fn run<B: Backend>(
             }
             Step::Heal(i) => {
                 let instance = &timeline.instances[i];
-                if spans[i].error.is_none() {
-                    if let Err(e) = backend.heal(i, instance).await {
-                        spans[i].error = Some(format!("heal: {e}"));
-                        records[i].error = Some(format!("heal: {e}"));
-                    }
+                let injected = spans[i].error.is_none();
+                // Heal even after a failed injection: part of it may have landed (one pod's
+                // rule of several), and healing what is not there is harmless.
+                if let Err(e) = backend.heal(i, instance).await {
+                    let error = match &spans[i].error {
+                        Some(first) => format!("{first}; heal: {e}"),
+                        None => format!("heal: {e}"),
+                    };
+                    spans[i].error = Some(error.clone());
+                    records[i].error = Some(error);
+                }
+                if injected {
                     active = active.saturating_sub(1);
                 }
                 spans[i].healed = Some(epoch.elapsed());
@@ -223,17 +230,29 @@ pub async fn run<B: Backend>(
         .as_ref()
         .and_then(|a| a.max_recovery)
         .map(|r| r.get() + Duration::from_secs(1))
-        .unwrap_or(Duration::from_secs(1))
-        .min(Duration::from_secs(60));
+        .unwrap_or(Duration::from_secs(1));
     let window_end = epoch.elapsed();
     while epoch.elapsed() < window_end + tail {
         tokio::time::sleep(Duration::from_millis(200)).await;
         progress.show("Recovering", &counters, 0);
     }
     let _ = stop_probes.send(true);
-    let (ops, probes) = tokio::task::spawn_blocking(move || observers.join().unwrap_or_default())
-        .await
-        .unwrap_or_default();
+    let (recorded, probes) = tokio::task::spawn_blocking(move || {
+        observers
+            .join()
+            .unwrap_or_else(|_| (Err("the workload thread crashed".into()), Vec::new()))
+    })
+    .await
+    .unwrap_or_else(|e| {
+        (
+            Err(format!("the workload thread was lost: {e}")),
+            Vec::new(),
+        )
+    });
+    let (ops, workload_error) = match recorded {
+        Ok(ops) => (ops, None),
+        Err(e) => (Vec::new(), Some(e)),
+    };
     let ops_per_second =
         counters.done.load(Ordering::Relaxed) as f64 / window.as_secs_f64().max(1e-9);
     progress.finish();
@@ -246,7 +265,32 @@ pub async fn run<B: Backend>(
         .as_ref()
         .is_some_and(|a| a.consistency == ConsistencyAssertion::Linearizable);
     let mut check_outcome = None;
+    let ok_operations = history
+        .ops
+        .iter()
+        .filter(|op| op.outcome == check::Outcome::Ok)
+        .count();
     let consistency = match (&spec.workload, consistency_asserted) {
+        // A history with holes could be judged wrongly either way: it is not checked.
+        (Some(workload), true) if workload_error.is_some() => Some(ConsistencySummary {
+            model: workload_model_name(workload.model),
+            operations: history.ops.len() as i64,
+            result: ConsistencyResult::Unknown,
+            anomaly: workload_error.clone(),
+            ..Default::default()
+        }),
+        // Without a single definite answer an empty history would pass the check vacuously.
+        (Some(workload), true) if ok_operations == 0 => Some(ConsistencySummary {
+            model: workload_model_name(workload.model),
+            operations: history.ops.len() as i64,
+            indeterminate: history.indeterminate() as i64,
+            result: ConsistencyResult::Unknown,
+            anomaly: Some(format!(
+                "none of the {} operations got a definite answer; nothing to check (is the workload's port right, is the service up?)",
+                history.ops.len()
+            )),
+            ..Default::default()
+        }),
         (Some(workload), true) => {
             let mut options = CheckOptions::new(check_model(workload.model));
             options.timeout = Some(settings.check_timeout);
@@ -291,7 +335,9 @@ pub async fn run<B: Backend>(
             &probes,
             Duration::ZERO,
             window,
-            timeline.last_heal().or(Some(window)),
+            // Recovery counts from when the last fault was really healed, which can be later
+            // than planned when an injection or heal was slow.
+            spans.iter().filter_map(|s| s.healed).max().or(Some(window)),
             nodes.len(),
         )
     });
@@ -310,6 +356,7 @@ pub async fn run<B: Backend>(
         availability.as_ref(),
         &fault_errors,
     );
+    let reasons = bounded_reasons(reasons);
     let omitted = records.len().saturating_sub(api::MAX_TIMELINE_ENTRIES);
     records.truncate(api::MAX_TIMELINE_ENTRIES);
     let status = ChaosStatus {
@@ -336,6 +383,18 @@ pub async fn run<B: Backend>(
         ops_per_second,
         checks,
     }
+}
+
+/// Most reasons kept in a status; the rest are counted in the last line.
+const MAX_REASONS: usize = 20;
+
+fn bounded_reasons(mut reasons: Vec<String>) -> Vec<String> {
+    if reasons.len() > MAX_REASONS {
+        let more = reasons.len() - (MAX_REASONS - 1);
+        reasons.truncate(MAX_REASONS - 1);
+        reasons.push(format!("… and {more} more (see the report)"));
+    }
+    reasons
 }
 
 /// The checker's model for the API's model.
@@ -432,6 +491,9 @@ pub fn build_clients(spec: &ChaosSpec, nodes: &[NodeAddress]) -> Vec<Arc<dyn KvC
         .collect()
 }
 
+/// What the client thread brings back: the history (or why it has holes) and every probe.
+type Observations = (Result<Vec<check::Operation>, String>, Vec<ProbeSample>);
+
 #[allow(clippy::too_many_arguments)]
 fn spawn_observers(
     netns: Option<PathBuf>,
@@ -442,7 +504,7 @@ fn spawn_observers(
     counters: Arc<WorkloadCounters>,
     workload_stopped: watch::Receiver<bool>,
     probes_stopped: watch::Receiver<bool>,
-) -> std::thread::JoinHandle<(Vec<check::Operation>, Vec<ProbeSample>)> {
+) -> std::thread::JoinHandle<Observations> {
     let spec = spec.clone();
     let nodes = nodes.to_vec();
     let seed = settings.seed;
@@ -457,7 +519,10 @@ fn spawn_observers(
                     crate::dataplane::Netns::open(&path).and_then(|ns| ns.enter_current_thread())
             {
                 tracing::error!(error = %e, "cannot enter the clients' network namespace");
-                return (Vec::new(), Vec::new());
+                return (
+                    Err(format!("cannot enter the clients' network namespace: {e}")),
+                    Vec::new(),
+                );
             }
             let runtime = tokio::runtime::Builder::new_current_thread()
                 .enable_all()
@@ -506,8 +571,10 @@ fn spawn_observers(
                     ))
                 });
                 let ops = match workload {
-                    Some(task) => task.await.unwrap_or_default(),
-                    None => Vec::new(),
+                    Some(task) => task
+                        .await
+                        .unwrap_or_else(|e| Err(format!("the workload crashed: {e}"))),
+                    None => Ok(Vec::new()),
                 };
                 let samples = match probes {
                     Some(task) => task.await.unwrap_or_default(),

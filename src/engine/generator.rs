@@ -47,7 +47,9 @@ pub fn key_name(k: usize) -> String {
     format!("k{k}")
 }
 
-/// Runs the workload until `stop` turns true, and returns the recorded operations.
+/// Runs the workload until `stop` turns true, and returns the recorded operations — or an
+/// error when a worker crashed: its operations are lost, and a history with holes could be
+/// judged wrongly, so it must not be checked.
 /// `clients[i]` talks to node `i`; worker `w` uses client `w % clients.len()`.
 pub async fn run_workload(
     clients: Vec<Arc<dyn KvClient>>,
@@ -56,7 +58,7 @@ pub async fn run_workload(
     seed: u64,
     counters: Arc<WorkloadCounters>,
     stop: watch::Receiver<bool>,
-) -> Vec<Operation> {
+) -> Result<Vec<Operation>, String> {
     let next_value = Arc::new(AtomicI64::new(1));
     let period = Duration::from_secs_f64(plan.concurrency as f64 / f64::from(plan.rate.max(1)));
     let mut workers = Vec::new();
@@ -78,11 +80,13 @@ pub async fn run_workload(
             let mut last_seen: Vec<Datum> = vec![Datum::Nil; plan.keys];
             let mut ops = Vec::new();
             loop {
-                tokio::select! {
-                    _ = ticker.tick() => {}
-                    _ = stop.changed() => {}
-                }
-                if *stop.borrow() {
+                // A dropped sender (the run was aborted) stops the loop as surely as `true`
+                // does; otherwise `changed()` would return at once forever and spin.
+                let stopped = tokio::select! {
+                    _ = ticker.tick() => false,
+                    changed = stop.changed() => changed.is_err(),
+                };
+                if stopped || *stop.borrow() {
                     break;
                 }
                 let key_index = rng.random_range(0..plan.keys);
@@ -141,13 +145,20 @@ pub async fn run_workload(
         }));
     }
     let mut history = Vec::new();
+    let mut crashed = 0;
     for worker in workers {
-        if let Ok(ops) = worker.await {
-            history.extend(ops);
+        match worker.await {
+            Ok(ops) => history.extend(ops),
+            Err(_) => crashed += 1,
         }
     }
+    if crashed > 0 {
+        return Err(format!(
+            "{crashed} workload client(s) crashed; their operations are missing from the history"
+        ));
+    }
     history.sort_by_key(|op| op.invoke);
-    history
+    Ok(history)
 }
 
 fn choose_request(

@@ -70,11 +70,13 @@ pub async fn run_probes(
             let mut ticker = tokio::time::interval(interval);
             ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
             loop {
-                tokio::select! {
-                    _ = ticker.tick() => {}
-                    _ = stop.changed() => {}
-                }
-                if *stop.borrow() {
+                // A dropped sender (the run was aborted) stops the loop as surely as `true`
+                // does; otherwise `changed()` would return at once forever and spin.
+                let stopped = tokio::select! {
+                    _ = ticker.tick() => false,
+                    changed = stop.changed() => changed.is_err(),
+                };
+                if stopped || *stop.borrow() {
                     break;
                 }
                 let (http, host, kind) = (http.clone(), host.clone(), Arc::clone(&kind));

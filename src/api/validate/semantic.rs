@@ -34,6 +34,16 @@ pub fn check_spec(spec: &ChaosSpec) -> Vec<Problem> {
     for (index, fault) in spec.faults.iter().enumerate() {
         let path = format!("spec.faults[{index}]");
         check_fault(fault, &path, window, local_nodes, &mut out);
+        // A killed Deployment pod is replaced by one with another name and address, which the
+        // clients and later faults cannot follow; StatefulSet pods and local nodes keep both.
+        let replaced_under_new_name =
+            spec.target.deployment.is_some() || spec.target.selector.is_some();
+        if fault.pod_kill.is_some() && replaced_under_new_name {
+            out.push(Problem::new(
+                &format!("{path}.podKill"),
+                "needs a statefulSet (or local) target: a killed pod of a Deployment or selector comes back under another name and address",
+            ));
+        }
         let name = fault_name(fault, index);
         if let Some(first) = names.insert(name.clone(), index) {
             let at = if fault.name.is_some() {

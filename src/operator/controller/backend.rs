@@ -23,8 +23,9 @@ use crate::dataplane::FaultId;
 use crate::engine::experiment::{Backend, NodeAddress};
 use crate::engine::timeline::{FaultAction, FaultInstance};
 
-/// Label naming the Chaos a lease belongs to.
-pub const LEASE_CHAOS_LABEL: &str = "schism.dev/chaos";
+/// Label holding the UID of the Chaos a lease belongs to (a UID always fits a label value;
+/// a name of up to 253 characters does not).
+pub const LEASE_CHAOS_LABEL: &str = "schism.dev/chaos-uid";
 /// Label naming the timeline instance a lease implements.
 pub const LEASE_INSTANCE_LABEL: &str = "schism.dev/instance";
 
@@ -80,6 +81,10 @@ impl KubeBackend {
         }
     }
 
+    fn chaos_uid(&self) -> String {
+        self.chaos.metadata.uid.clone().unwrap_or_default()
+    }
+
     fn name(&self) -> String {
         self.chaos.metadata.name.clone().unwrap_or_default()
     }
@@ -88,7 +93,7 @@ impl KubeBackend {
         let event = Event {
             type_,
             reason: reason.into(),
-            note: Some(note),
+            note: Some(super::bounded_note(note)),
             action: "Chaos".into(),
             secondary: None,
         };
@@ -136,10 +141,14 @@ impl KubeBackend {
             .filter(char::is_ascii_alphanumeric)
             .take(10)
             .collect();
-        let mut name = format!("{chaos}-f{index}-{}", target.name);
+        // The generation keeps a re-run's names apart from leases of an earlier run that are
+        // still being reverted.
+        let generation = self.chaos.metadata.generation.unwrap_or(0);
+        let mut name = format!("{chaos}-g{generation}-f{index}-{}", target.name);
         name.truncate(253);
+        let name = name.trim_end_matches(['-', '.']).to_owned();
         let labels = BTreeMap::from([
-            (LEASE_CHAOS_LABEL.to_owned(), chaos.clone()),
+            (LEASE_CHAOS_LABEL.to_owned(), self.chaos_uid()),
             (LEASE_NODE_LABEL.to_owned(), target.node_name.clone()),
             (LEASE_INSTANCE_LABEL.to_owned(), index.to_string()),
         ]);
@@ -382,6 +391,10 @@ impl Backend for KubeBackend {
             .collect();
         let api: Api<FaultLease> = Api::namespaced(self.client.clone(), &self.namespace);
         let mut created = Vec::new();
+        // Counted as active from the first lease on: heal deletes every lease of the
+        // instance by label, also those of a half-made injection.
+        self.instances.insert(index, Vec::new());
+        self.progress.active_faults.fetch_add(1, Ordering::Relaxed);
         for lease in &leases {
             let made = api
                 .create(&PostParams::default(), lease)
@@ -390,7 +403,6 @@ impl Backend for KubeBackend {
             created.push(made.metadata.name.unwrap_or_default());
         }
         self.instances.insert(index, created.clone());
-        self.progress.active_faults.fetch_add(1, Ordering::Relaxed);
         match self.await_applied(&created).await {
             Ok(mechanisms) => {
                 self.event(
@@ -419,14 +431,15 @@ impl Backend for KubeBackend {
     }
 
     async fn heal(&mut self, index: usize, instance: &FaultInstance) -> Result<(), String> {
-        if self.instances.remove(&index).is_none() {
-            return Ok(());
+        if self.instances.remove(&index).is_some() {
+            self.progress.active_faults.fetch_sub(1, Ordering::Relaxed);
         }
-        self.progress.active_faults.fetch_sub(1, Ordering::Relaxed);
+        // By label, not by the names recorded: that also catches leases of an injection that
+        // failed halfway.
         let result = self
             .delete_leases(&format!(
                 "{LEASE_CHAOS_LABEL}={},{LEASE_INSTANCE_LABEL}={index}",
-                self.name()
+                self.chaos_uid()
             ))
             .await;
         match &result {
@@ -455,7 +468,7 @@ impl Backend for KubeBackend {
         self.progress.active_faults.store(0, Ordering::Relaxed);
         self.progress.window_over.store(true, Ordering::Relaxed);
         match self
-            .delete_leases(&format!("{LEASE_CHAOS_LABEL}={}", self.name()))
+            .delete_leases(&format!("{LEASE_CHAOS_LABEL}={}", self.chaos_uid()))
             .await
         {
             Ok(()) => Vec::new(),

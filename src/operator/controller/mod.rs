@@ -76,7 +76,11 @@ type PodIndex = HashMap<(String, String), ObjectRef<Chaos>>;
 
 /// A run under way in this process.
 struct RunHandle {
-    task: tokio::task::JoinHandle<ExperimentOutcome>,
+    /// The engine; taken out once it finished.
+    task: Option<tokio::task::JoinHandle<ExperimentOutcome>>,
+    /// The finished outcome, kept until its status is written: a failed write is retried
+    /// with the same outcome instead of losing it.
+    outcome: Option<Result<Box<ExperimentOutcome>, String>>,
     progress: Arc<RunProgress>,
 }
 
@@ -130,7 +134,12 @@ impl Context {
         let runs = self.runs.lock().unwrap_or_else(|p| p.into_inner());
         match runs.get(uid) {
             None => RunState::None,
-            Some(handle) if handle.task.is_finished() => RunState::Finished(Box::default()),
+            Some(handle)
+                if handle.outcome.is_some()
+                    || handle.task.as_ref().is_none_or(|t| t.is_finished()) =>
+            {
+                RunState::Finished(Box::default())
+            }
             Some(handle) => RunState::Running {
                 active_faults: handle.progress.active_faults.load(Ordering::Relaxed),
                 checking: handle.progress.window_over.load(Ordering::Relaxed),
@@ -170,7 +179,9 @@ impl Drop for Context {
     /// and a successor marks the runs as lost.
     fn drop(&mut self) {
         for (_, run) in self.runs.lock().unwrap_or_else(|p| p.into_inner()).drain() {
-            run.task.abort();
+            if let Some(task) = run.task {
+                task.abort();
+            }
         }
     }
 }
@@ -179,7 +190,24 @@ fn now() -> Time {
     Time(Timestamp::now())
 }
 
+/// Event notes are limited to 1 KiB by the API server.
+const MAX_EVENT_NOTE: usize = 1000;
+
+/// Cuts an event note to what the API server accepts.
+pub(crate) fn bounded_note(mut note: String) -> String {
+    if note.len() > MAX_EVENT_NOTE {
+        let mut cut = MAX_EVENT_NOTE - 3;
+        while !note.is_char_boundary(cut) {
+            cut -= 1;
+        }
+        note.truncate(cut);
+        note.push('…');
+    }
+    note
+}
+
 async fn publish(ctx: &Context, chaos: &Chaos, type_: EventType, reason: &str, note: String) {
+    let note = bounded_note(note);
     let event = Event {
         type_,
         reason: reason.into(),
@@ -318,7 +346,8 @@ async fn start(chaos: Arc<Chaos>, ctx: &Arc<Context>) -> Result<Action, Error> {
     ctx.runs.lock().unwrap_or_else(|p| p.into_inner()).insert(
         chaos.uid().unwrap_or_default(),
         RunHandle {
-            task,
+            task: Some(task),
+            outcome: None,
             progress: Arc::clone(&progress),
         },
     );
@@ -354,21 +383,50 @@ async fn reject(
     Ok(Action::await_change())
 }
 
+/// The finished run's outcome, awaiting the engine task the first time.
+async fn finished_outcome(
+    ctx: &Context,
+    uid: &str,
+) -> Option<Result<Box<ExperimentOutcome>, String>> {
+    let task = {
+        let mut runs = ctx.runs.lock().unwrap_or_else(|p| p.into_inner());
+        let handle = runs.get_mut(uid)?;
+        if let Some(outcome) = &handle.outcome {
+            return Some(outcome.as_ref().cloned().map_err(Clone::clone));
+        }
+        handle.task.take()?
+    };
+    let outcome = task
+        .await
+        .map(Box::new)
+        .map_err(|e| format!("the experiment task failed: {e}"));
+    let mut runs = ctx.runs.lock().unwrap_or_else(|p| p.into_inner());
+    let handle = runs.get_mut(uid)?;
+    handle.outcome = Some(outcome);
+    handle
+        .outcome
+        .as_ref()
+        .map(|o| o.as_ref().cloned().map_err(Clone::clone))
+}
+
 async fn finish(chaos: &Chaos, ctx: &Context) -> Result<Action, Error> {
-    ctx.untrack_pods(chaos);
-    let Some(handle) = ctx.take_run(&chaos.uid().unwrap_or_default()) else {
+    let uid = chaos.uid().unwrap_or_default();
+    let Some(outcome) = finished_outcome(ctx, &uid).await else {
         return Ok(Action::await_change());
     };
-    let outcome = match handle.task.await {
+    let outcome = match outcome {
         Ok(outcome) => outcome,
-        Err(e) => {
-            let status = decide::rejected(
+        Err(message) => {
+            // The engine crashed: whatever it had injected is revoked before anything else.
+            revoke_leases(chaos, ctx).await?;
+            write_status(
+                ctx,
                 chaos,
-                "RunFailed",
-                &format!("the experiment task failed: {e}"),
-                &now(),
-            );
-            write_status(ctx, chaos, status).await?;
+                decide::rejected(chaos, "RunFailed", &message, &now()),
+            )
+            .await?;
+            ctx.take_run(&uid);
+            ctx.untrack_pods(chaos);
             return Ok(Action::await_change());
         }
     };
@@ -393,7 +451,10 @@ async fn finish(chaos: &Chaos, ctx: &Context) -> Result<Action, Error> {
     } else {
         format!("verdict {verdict}: {}", status.reasons.join("; "))
     };
-    write_status(ctx, chaos, status.clone()).await?;
+    // Only once the verdict is written is the run forgotten; a failed write retries.
+    write_status(ctx, chaos, status).await?;
+    ctx.take_run(&uid);
+    ctx.untrack_pods(chaos);
     let type_ = if verdict == "Pass" {
         EventType::Normal
     } else {
@@ -427,6 +488,19 @@ async fn apply(chaos: Arc<Chaos>, ctx: Arc<Context>) -> Result<Action, Error> {
         }
         Step::Publish => finish(&chaos, &ctx).await,
         Step::Orphaned => {
+            // The cached object may predate the verdict this process just wrote; ask the API
+            // server before declaring a run lost.
+            let api: Api<Chaos> =
+                Api::namespaced(ctx.client.clone(), &chaos.namespace().unwrap_or_default());
+            let fresh = api.get_status(&chaos.name_any()).await?;
+            let fresh_status = fresh.status.unwrap_or_default();
+            let concluded = matches!(
+                fresh_status.phase,
+                Some(crate::api::Phase::Completed | crate::api::Phase::Error)
+            );
+            if concluded && fresh_status.observed_generation == fresh.metadata.generation {
+                return Ok(Action::await_change());
+            }
             revoke_leases(&chaos, &ctx).await?;
             write_status(&ctx, &chaos, decide::orphaned(&chaos, &now())).await?;
             publish(
@@ -450,7 +524,10 @@ async fn apply(chaos: Arc<Chaos>, ctx: Arc<Context>) -> Result<Action, Error> {
 async fn revoke_leases(chaos: &Chaos, ctx: &Context) -> Result<usize, Error> {
     let api: Api<FaultLease> =
         Api::namespaced(ctx.client.clone(), &chaos.namespace().unwrap_or_default());
-    let params = ListParams::default().labels(&format!("{LEASE_CHAOS_LABEL}={}", chaos.name_any()));
+    let params = ListParams::default().labels(&format!(
+        "{LEASE_CHAOS_LABEL}={}",
+        chaos.uid().unwrap_or_default()
+    ));
     api.delete_collection(&DeleteParams::default(), &params)
         .await?;
     let left = api.list(&params).await?;
@@ -480,7 +557,11 @@ async fn cleanup(chaos: Arc<Chaos>, ctx: Arc<Context>) -> Result<Action, Error> 
     ctx.untrack_pods(&chaos);
     if let Some(handle) = ctx.take_run(&chaos.uid().unwrap_or_default()) {
         // Stopping the engine mid-run drops its backend; the leases below are what heal.
-        handle.task.abort();
+        // Waiting for the abort to land means no lease it was creating appears afterwards.
+        if let Some(task) = handle.task {
+            task.abort();
+            let _ = task.await;
+        }
         publish(
             &ctx,
             &chaos,

@@ -105,7 +105,10 @@ pub fn build(chaos: &Chaos, outcome: &ExperimentOutcome) -> ConfigMap {
         metadata: ObjectMeta {
             name: Some(config_map_name(chaos)),
             namespace: chaos.metadata.namespace.clone(),
-            labels: Some(BTreeMap::from([("schism.dev/chaos".to_owned(), name)])),
+            labels: Some(BTreeMap::from([(
+                super::backend::LEASE_CHAOS_LABEL.to_owned(),
+                chaos.metadata.uid.clone().unwrap_or_default(),
+            )])),
             owner_references: Some(vec![owner]),
             ..Default::default()
         },
