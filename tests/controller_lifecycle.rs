@@ -448,3 +448,44 @@ async fn a_target_pod_vanishing_mid_run_makes_the_verdict_inconclusive_naming_it
     controller_task.abort();
     agent.abort();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn only_one_replica_holds_the_leader_lease() {
+    use k8s_openapi::api::coordination::v1::Lease;
+    use schism::operator::leader::try_hold;
+    let server = cluster().await;
+    let leases: Api<Lease> = Api::namespaced(server.client(), "demo");
+    let (mut seen_a, mut seen_b) = (None, None);
+    assert!(
+        try_hold(&leases, "schism-controller", "replica-a", &mut seen_a)
+            .await
+            .unwrap(),
+        "the first replica takes a free lease"
+    );
+    assert!(
+        !try_hold(&leases, "schism-controller", "replica-b", &mut seen_b)
+            .await
+            .unwrap(),
+        "a live lease is respected"
+    );
+    assert!(
+        try_hold(&leases, "schism-controller", "replica-a", &mut seen_a)
+            .await
+            .unwrap(),
+        "the holder renews"
+    );
+    assert!(
+        !try_hold(&leases, "schism-controller", "replica-b", &mut seen_b)
+            .await
+            .unwrap(),
+        "a renewed lease is still respected"
+    );
+    let lease = server
+        .get(
+            "leases.coordination.k8s.io",
+            Some("demo"),
+            "schism-controller",
+        )
+        .unwrap();
+    assert_eq!(lease["spec"]["holderIdentity"], "replica-a");
+}

@@ -74,8 +74,7 @@ pub fn run(args: &ControllerArgs) -> i32 {
                 .clone()
                 .or_else(|| std::env::var("POD_NAMESPACE").ok())
                 .unwrap_or_else(|| "default".into());
-            let identity = std::env::var("POD_NAME")
-                .unwrap_or_else(|_| format!("schism-{}", std::process::id()));
+            let identity = leader::identity();
             Some(leader::lead(client.clone(), &namespace, &args.leader_lease, &identity).await)
         };
         let radius = BlastRadius {

@@ -1,25 +1,59 @@
 //! Leader election with a `coordination.k8s.io/v1` Lease, so two controller replicas never run
-//! experiments twice: one holds the lease and renews it; the other waits for it to expire.
+//! experiments twice: one holds the lease and renews it; the others wait for it to expire.
+//!
+//! Expiry is judged by each replica's own clock, as client-go does: a follower takes the
+//! lease only after it has seen the same record, unrenewed, for a whole lease duration — so
+//! clocks that disagree between nodes cannot hand the lease to two replicas. A leader that
+//! cannot renew in time stops leading before its lease could have expired for the others.
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use k8s_openapi::api::coordination::v1::{Lease, LeaseSpec};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::MicroTime;
-use k8s_openapi::jiff::{SignedDuration, Timestamp};
+use k8s_openapi::jiff::Timestamp;
 use kube::api::{ObjectMeta, PostParams};
 use kube::{Api, Client};
 
-/// May `identity` take or keep a lease with this spec at `now`? (Pure.)
-pub fn may_hold(spec: &LeaseSpec, identity: &str, now: Timestamp) -> bool {
+/// How long a lease lasts without renewal.
+pub const LEASE_DURATION: Duration = Duration::from_secs(15);
+/// How long one API call of the election may take.
+const CALL_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// The lease record as last seen, and when this replica first saw it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Observed {
+    holder: String,
+    renewed: Option<MicroTime>,
+    since: Instant,
+}
+
+impl Observed {
+    /// Notes `spec` as seen at `now`, keeping the earlier time when the record has not changed.
+    pub fn update(previous: Option<Observed>, spec: &LeaseSpec, now: Instant) -> Observed {
+        let holder = spec.holder_identity.clone().unwrap_or_default();
+        let renewed = spec.renew_time.clone();
+        match previous {
+            Some(seen) if seen.holder == holder && seen.renewed == renewed => seen,
+            _ => Observed {
+                holder,
+                renewed,
+                since: now,
+            },
+        }
+    }
+}
+
+/// May `identity` take or keep the lease? (Pure.) Yes when nobody holds it, when it holds it
+/// already, or when the holder's record has not changed for a whole lease duration by this
+/// replica's clock.
+pub fn may_hold(spec: &LeaseSpec, identity: &str, observed: &Observed, now: Instant) -> bool {
     let holder = spec.holder_identity.as_deref().unwrap_or("");
     if holder.is_empty() || holder == identity {
         return true;
     }
-    let duration = SignedDuration::from_secs(i64::from(spec.lease_duration_seconds.unwrap_or(15)));
-    match &spec.renew_time {
-        Some(MicroTime(renewed)) => *renewed + duration < now,
-        None => true,
-    }
+    let duration =
+        Duration::from_secs(u64::try_from(spec.lease_duration_seconds.unwrap_or(15)).unwrap_or(15));
+    now.duration_since(observed.since) >= duration
 }
 
 /// One attempt to take or renew the lease; true when this process holds it afterwards.
@@ -27,10 +61,10 @@ pub async fn try_hold(
     api: &Api<Lease>,
     name: &str,
     identity: &str,
-    duration: Duration,
+    observed: &mut Option<Observed>,
 ) -> Result<bool, kube::Error> {
+    let seconds = LEASE_DURATION.as_secs() as i32;
     let now = Timestamp::now();
-    let seconds = duration.as_secs() as i32;
     match api.get_opt(name).await? {
         None => {
             let lease = Lease {
@@ -55,7 +89,10 @@ pub async fn try_hold(
         }
         Some(mut lease) => {
             let spec = lease.spec.get_or_insert_with(Default::default);
-            if !may_hold(spec, identity, now) {
+            let seen = Observed::update(observed.take(), spec, Instant::now());
+            let allowed = may_hold(spec, identity, &seen, Instant::now());
+            *observed = Some(seen);
+            if !allowed {
                 return Ok(false);
             }
             if spec.holder_identity.as_deref() != Some(identity) {
@@ -76,8 +113,20 @@ pub async fn try_hold(
     }
 }
 
+async fn attempt(
+    api: &Api<Lease>,
+    name: &str,
+    identity: &str,
+    observed: &mut Option<Observed>,
+) -> Result<bool, String> {
+    match tokio::time::timeout(CALL_TIMEOUT, try_hold(api, name, identity, observed)).await {
+        Ok(result) => result.map_err(|e| e.to_string()),
+        Err(_) => Err(format!("no answer within {CALL_TIMEOUT:?}")),
+    }
+}
+
 /// Waits until this process holds the lease, then keeps renewing it in the background; the
-/// returned future resolves when leadership is lost (the caller should then stop).
+/// returned task ends when leadership is lost (the caller must then stop).
 pub async fn lead(
     client: Client,
     namespace: &str,
@@ -85,9 +134,9 @@ pub async fn lead(
     identity: &str,
 ) -> tokio::task::JoinHandle<()> {
     let api: Api<Lease> = Api::namespaced(client, namespace);
-    let duration = Duration::from_secs(15);
+    let mut observed = None;
     loop {
-        match try_hold(&api, name, identity, duration).await {
+        match attempt(&api, name, identity, &mut observed).await {
             Ok(true) => break,
             Ok(false) => tracing::info!(lease = name, "another replica leads; waiting"),
             Err(e) => tracing::warn!(error = %e, "leader election failed; retrying"),
@@ -97,23 +146,33 @@ pub async fn lead(
     tracing::info!(lease = name, identity, "leading");
     let (name, identity) = (name.to_owned(), identity.to_owned());
     tokio::spawn(async move {
-        let mut failures = 0;
+        let mut last_renewal = Instant::now();
         loop {
-            tokio::time::sleep(duration / 3).await;
-            match try_hold(&api, &name, &identity, duration).await {
-                Ok(true) => failures = 0,
+            tokio::time::sleep(LEASE_DURATION / 5).await;
+            match attempt(&api, &name, &identity, &mut observed).await {
+                Ok(true) => last_renewal = Instant::now(),
                 Ok(false) => return,
-                Err(e) => {
-                    failures += 1;
-                    tracing::warn!(error = %e, "cannot renew the leader lease");
-                    // Past two missed renewals the lease may have expired; stop leading.
-                    if failures >= 2 {
-                        return;
-                    }
-                }
+                Err(e) => tracing::warn!(error = %e, "cannot renew the leader lease"),
+            }
+            // Stop while the others still see our lease as alive, never after.
+            if last_renewal.elapsed() + CALL_TIMEOUT >= LEASE_DURATION {
+                return;
             }
         }
     })
+}
+
+/// This replica's identity: the pod name, else the host name, else the process id.
+pub fn identity() -> String {
+    std::env::var("POD_NAME")
+        .ok()
+        .or_else(|| {
+            std::fs::read_to_string("/etc/hostname")
+                .ok()
+                .map(|h| h.trim().to_owned())
+                .filter(|h| !h.is_empty())
+        })
+        .unwrap_or_else(|| format!("schism-{}", std::process::id()))
 }
 
 #[cfg(test)]
@@ -130,11 +189,45 @@ mod tests {
     }
 
     #[test]
-    fn a_live_lease_of_another_replica_is_respected_and_an_expired_one_taken() {
-        let now = Timestamp::from_second(1_000).unwrap();
-        assert!(!may_hold(&spec("other", 990), "me", now));
-        assert!(may_hold(&spec("other", 980), "me", now));
-        assert!(may_hold(&spec("me", 999), "me", now));
-        assert!(may_hold(&LeaseSpec::default(), "me", now));
+    fn a_lease_is_taken_only_after_a_whole_duration_without_renewal_by_our_clock() {
+        let start = Instant::now();
+        let other = spec("other", 100);
+        let seen = Observed::update(None, &other, start);
+        assert!(!may_hold(
+            &other,
+            "me",
+            &seen,
+            start + Duration::from_secs(14)
+        ));
+        assert!(may_hold(
+            &other,
+            "me",
+            &seen,
+            start + Duration::from_secs(15)
+        ));
+        // A renewal restarts the wait, whatever the timestamps say.
+        let renewed = spec("other", 50);
+        let seen = Observed::update(Some(seen), &renewed, start + Duration::from_secs(14));
+        assert!(!may_hold(
+            &renewed,
+            "me",
+            &seen,
+            start + Duration::from_secs(20)
+        ));
+    }
+
+    #[test]
+    fn our_own_or_an_empty_lease_may_always_be_held() {
+        let now = Instant::now();
+        let mine = spec("me", 1);
+        let seen = Observed::update(None, &mine, now);
+        assert!(may_hold(&mine, "me", &seen, now));
+        let empty = LeaseSpec::default();
+        assert!(may_hold(
+            &empty,
+            "me",
+            &Observed::update(None, &empty, now),
+            now
+        ));
     }
 }
