@@ -198,6 +198,44 @@ pub enum LeasePhase {
 /// available).
 pub const LEASE_NODE_LABEL: &str = "schism.dev/node";
 
+/// The value of [`LEASE_NODE_LABEL`] for a node: its name when it fits a label value (63
+/// characters), otherwise a readable head and a hash of the whole name, so every node still
+/// selects exactly its own leases.
+pub fn node_label_value(node_name: &str) -> String {
+    if node_name.len() <= 63 {
+        return node_name.to_owned();
+    }
+    // FNV-1a: stable across versions and platforms, unlike the standard library's hasher.
+    let hash = node_name.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
+        (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
+    });
+    let head: String = node_name.chars().take(46).collect();
+    let head = head.trim_end_matches(['-', '.', '_']);
+    format!("{head}-{hash:016x}")
+}
+
 /// Finalizer on every `FaultLease`: the node agent removes it once the fault is reverted, so a
 /// lease cannot disappear while its fault is still active on the pod.
 pub const LEASE_FINALIZER: &str = "schism.dev/agent-revert";
+
+#[cfg(test)]
+mod tests {
+    use super::node_label_value;
+
+    #[test]
+    fn long_node_names_become_distinct_valid_label_values() {
+        assert_eq!(node_label_value("node-a"), "node-a");
+        let long_a = format!(
+            "{}-a",
+            "ip-10-0-0-1.eu-west-1.compute.internal.example".repeat(2)
+        );
+        let long_b = format!(
+            "{}-b",
+            "ip-10-0-0-1.eu-west-1.compute.internal.example".repeat(2)
+        );
+        let (a, b) = (node_label_value(&long_a), node_label_value(&long_b));
+        assert!(a.len() <= 63 && b.len() <= 63, "{a} {b}");
+        assert_ne!(a, b);
+        assert!(a.chars().last().is_some_and(|c| c.is_ascii_alphanumeric()));
+    }
+}

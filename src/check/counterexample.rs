@@ -140,8 +140,8 @@ fn classify(history: &History, model: ModelKind, r: usize) -> Option<String> {
                     read.process,
                     v,
                     op.process,
-                    latest(op),
-                    read.invoke
+                    at(history, latest(op)),
+                    at(history, read.invoke)
                 ));
             }
         }
@@ -187,9 +187,18 @@ fn classify(history: &History, model: ModelKind, r: usize) -> Option<String> {
         read.process,
         w.process,
         written(w).map(|x| norm(model, x)).unwrap_or(Value::Nil),
-        latest(w),
-        read.invoke
+        at(history, latest(w)),
+        at(history, read.invoke)
     ))
+}
+
+/// A moment of the history as people read it: seconds into the run for recorded clocks
+/// (`4.050335s`), the line for formats that order events by line.
+fn at(history: &History, time: u64) -> String {
+    match history.time_unit {
+        crate::check::history::TimeUnit::Nanoseconds => format!("{:.6}s", time as f64 / 1e9),
+        crate::check::history::TimeUnit::Lines => format!("line {time}"),
+    }
 }
 
 /// A plain-text rendering: anomaly, the operation(s) that cannot be linearized, and the tail

@@ -150,7 +150,10 @@ pub async fn run_agent(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), AgentError> {
     let actuator = Arc::new(Actuator::new(config.proc_root.clone()));
-    let selector = format!("{LEASE_NODE_LABEL}={}", config.node_name);
+    let selector = format!(
+        "{LEASE_NODE_LABEL}={}",
+        crate::api::node_label_value(&config.node_name)
+    );
     let apis: Vec<Api<FaultLease>> = if config.namespaces.is_empty() {
         vec![Api::all(client.clone())]
     } else {

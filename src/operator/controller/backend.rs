@@ -149,7 +149,10 @@ impl KubeBackend {
         let name = name.trim_end_matches(['-', '.']).to_owned();
         let labels = BTreeMap::from([
             (LEASE_CHAOS_LABEL.to_owned(), self.chaos_uid()),
-            (LEASE_NODE_LABEL.to_owned(), target.node_name.clone()),
+            (
+                LEASE_NODE_LABEL.to_owned(),
+                crate::api::node_label_value(&target.node_name),
+            ),
             (LEASE_INSTANCE_LABEL.to_owned(), index.to_string()),
         ]);
         let owner = OwnerReference {
