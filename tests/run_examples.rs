@@ -167,3 +167,35 @@ fn redis_replicas_serve_stale_reads_and_fail() {
     );
     assert_outputs_written(&run);
 }
+
+#[test]
+fn redis_sentinel_failover_loses_acknowledged_appends() {
+    if !support::prerequisites(
+        "redis_sentinel_failover_loses_acknowledged_appends",
+        &["redis-server", "nft", "ip"],
+    ) {
+        return;
+    }
+    let run = run_example("examples/local/redis-sentinel-failover.yaml");
+    assert_eq!(run.result["verdict"], "Fail", "{}", run.stdout);
+    assert_eq!(run.code, 1);
+    let anomaly = run.result["consistency"]["anomaly"]
+        .as_str()
+        .unwrap_or_default();
+    assert!(
+        anomaly.starts_with("lost write"),
+        "expected a lost write, got {anomaly:?}"
+    );
+    // The experiment really went through a failover: the Sentinels switched the primary.
+    let logs: String = ["n1", "n2", "n3"]
+        .iter()
+        .map(|n| {
+            std::fs::read_to_string(run.dir.join(format!("nodes/{n}.log"))).unwrap_or_default()
+        })
+        .collect();
+    assert!(
+        logs.contains("+switch-master"),
+        "no Sentinel failover happened; node logs:\n{logs}"
+    );
+    assert_outputs_written(&run);
+}
