@@ -93,7 +93,9 @@ impl FaultKind {
     }
 }
 
-pub(crate) type Revert = Box<dyn FnOnce() -> Result<(), DataPlaneError> + Send>;
+/// Undoes a fault. It may run again after a failure: a revert that failed is put back, so
+/// the watchdog still enforces the deadline.
+pub(crate) type Revert = Box<dyn FnMut() -> Result<(), DataPlaneError> + Send>;
 
 /// State shared between a fault's owner and its watchdog: whoever takes the revert runs it.
 struct RevertSlot {
@@ -107,6 +109,14 @@ impl RevertSlot {
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
             .take()
+    }
+
+    /// Puts back a revert that failed, so a later heal or the watchdog can try again.
+    fn put_back(&self, revert: Revert) {
+        *self
+            .revert
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner()) = Some(revert);
     }
 }
 
@@ -152,9 +162,24 @@ impl AppliedFault {
             .name("schism-watchdog".into())
             .spawn(move || {
                 let remaining = deadline.saturating_duration_since(Instant::now());
-                if let Err(RecvTimeoutError::Timeout) = stopped.recv_timeout(remaining)
-                    && let Some(revert) = watched.take()
-                {
+                let deadline_reached = match stopped.recv_timeout(remaining) {
+                    Err(RecvTimeoutError::Timeout) => true,
+                    // The owner went away. If it left the fault in place (its own revert
+                    // failed), the deadline still holds: wait for it and try once more.
+                    Err(RecvTimeoutError::Disconnected) => {
+                        let unreverted = watched
+                            .revert
+                            .lock()
+                            .unwrap_or_else(|p| p.into_inner())
+                            .is_some();
+                        if unreverted {
+                            std::thread::sleep(deadline.saturating_duration_since(Instant::now()));
+                        }
+                        unreverted
+                    }
+                    Ok(()) => false,
+                };
+                if deadline_reached && let Some(mut revert) = watched.take() {
                     tracing::info!(fault = %label, "deadline reached, reverting");
                     if let Err(error) = revert() {
                         tracing::warn!(fault = %label, %error, "watchdog revert failed");
@@ -162,6 +187,8 @@ impl AppliedFault {
                             .watchdog_failure
                             .lock()
                             .unwrap_or_else(|p| p.into_inner()) = Some(error.to_string());
+                        // Left in place so that a later heal (or the reaper) can still try.
+                        watched.put_back(revert);
                     }
                 }
             });
@@ -219,27 +246,43 @@ impl AppliedFault {
     }
 
     fn heal_in_place(&mut self) -> Result<(), DataPlaneError> {
-        let result = match self.slot.take() {
-            Some(revert) => revert(),
-            None => match self
-                .slot
-                .watchdog_failure
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .take()
-            {
-                Some(reason) => Err(DataPlaneError::Invalid {
-                    what: "revert at deadline",
-                    reason,
-                }),
-                None => Ok(()),
+        match self.slot.take() {
+            Some(mut revert) => match revert() {
+                Ok(()) => {
+                    self.stop_watchdog();
+                    Ok(())
+                }
+                Err(error) => {
+                    // Still active: the watchdog keeps the deadline and may retry there.
+                    self.slot.put_back(revert);
+                    Err(error)
+                }
             },
-        };
+            None => {
+                // The watchdog took the revert; wait for it to finish before reading how it went.
+                self.stop_watchdog();
+                match self
+                    .slot
+                    .watchdog_failure
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .take()
+                {
+                    Some(reason) => Err(DataPlaneError::Invalid {
+                        what: "revert at deadline",
+                        reason,
+                    }),
+                    None => Ok(()),
+                }
+            }
+        }
+    }
+
+    fn stop_watchdog(&mut self) {
         if let Some((stop, handle)) = self.watchdog.take() {
             drop(stop);
             let _ = handle.join();
         }
-        result
     }
 }
 
@@ -271,4 +314,42 @@ pub fn heal_all(faults: Vec<AppliedFault>) -> Vec<Result<(), DataPlaneError>> {
             })
             .collect()
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_revert_that_keeps_failing_is_still_retried_by_the_watchdog_at_the_deadline() {
+        use std::sync::atomic::{AtomicUsize, Ordering::SeqCst};
+        let attempts = Arc::new(AtomicUsize::new(0));
+        let seen = Arc::clone(&attempts);
+        let deadline = Instant::now() + std::time::Duration::from_millis(300);
+        let fault = AppliedFault::new(
+            FaultId::new("retry").unwrap(),
+            FaultKind::Pause,
+            "test".into(),
+            deadline,
+            Box::new(move || {
+                // The heal and the drop both fail; the third try, at the deadline, works.
+                if seen.fetch_add(1, SeqCst) < 2 {
+                    Err(DataPlaneError::Invalid {
+                        what: "revert",
+                        reason: "not yet".into(),
+                    })
+                } else {
+                    Ok(())
+                }
+            }),
+        );
+        assert!(fault.heal().is_err(), "the failure is reported");
+        assert_eq!(attempts.load(SeqCst), 2, "heal and drop each tried once");
+        std::thread::sleep(std::time::Duration::from_millis(600));
+        assert_eq!(
+            attempts.load(SeqCst),
+            3,
+            "the watchdog tried again at the deadline"
+        );
+    }
 }

@@ -201,10 +201,15 @@ fn start_delay_queue(
     }
     let netns = netns.clone();
     let id = id.clone();
+    let mut delay_loop = Some(delay_loop);
     Ok(Box::new(move || {
         // Rules first: packets already held are released by `stop`, new ones are not queued.
+        // The loop stops even if a rule stays behind: with --queue-bypass that rule then lets
+        // traffic through, and a retry only has the rules left to delete.
         let deleted = delete_queue_rules(&netns, Some(&id));
-        delay_loop.stop();
+        if let Some(running) = delay_loop.take() {
+            running.stop();
+        }
         deleted.map(drop)
     }))
 }

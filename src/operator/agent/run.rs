@@ -210,7 +210,16 @@ async fn reap_at_start(
     let now = Timestamp::now();
     let mut live_pods = HashSet::new();
     for api in apis {
-        let leases = api.list(&ListParams::default().labels(selector)).await?;
+        // Without the API, no lease can be shown to be live: reap everything (the safe
+        // direction); the watch loop re-applies live leases once the API answers again.
+        let leases = match api.list(&ListParams::default().labels(selector)).await {
+            Ok(leases) => leases,
+            Err(error) => {
+                tracing::warn!(%error, "cannot list leases at start; reaping every Schism fault on this node");
+                live_pods.clear();
+                break;
+            }
+        };
         live_pods.extend(
             leases
                 .items
