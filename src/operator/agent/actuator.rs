@@ -70,6 +70,14 @@ pub enum ActuatorError {
         /// The pod UID.
         uid: String,
     },
+    /// The process the namespace was found through exited between the scan and the open.
+    #[error(
+        "the process of pod {uid} whose network namespace was found exited before Schism could open it; try again"
+    )]
+    NamespaceChanged {
+        /// The pod UID.
+        uid: String,
+    },
     /// The data plane failed.
     #[error(transparent)]
     DataPlane(#[from] DataPlaneError),
@@ -272,7 +280,15 @@ impl Actuator {
                 uid: pod.uid.clone(),
             });
         }
-        Ok(Netns::open(&found.path)?)
+        let netns = Netns::open(&found.path)?;
+        // The path names a process, whose PID may have been reused by a host process since
+        // the scan: act only if what was opened is the namespace the scan found.
+        if netns.inode()? != found.id.inode {
+            return Err(ActuatorError::NamespaceChanged {
+                uid: pod.uid.clone(),
+            });
+        }
+        Ok(netns)
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<LeaseKey, HeldFault>> {
