@@ -467,11 +467,13 @@ async fn finish(chaos: &Chaos, ctx: &Context) -> Result<Action, Error> {
 async fn apply(chaos: Arc<Chaos>, ctx: Arc<Context>) -> Result<Action, Error> {
     let uid = chaos.uid().unwrap_or_default();
     let problems = problems(&chaos, &ctx.radius);
-    match decide(&chaos, &ctx.run_state(&uid), &problems) {
+    // Read once: the step and the progress it reports come from the same observation.
+    let run = ctx.run_state(&uid);
+    match decide(&chaos, &run, &problems) {
         Step::Reject { reason, message } => reject(&chaos, &ctx, reason, message).await,
         Step::Start => start(chaos, &ctx).await,
         Step::Watch => {
-            let (active, checking) = match ctx.run_state(&uid) {
+            let (active, checking) = match run {
                 RunState::Running {
                     active_faults,
                     checking,
