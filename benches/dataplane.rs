@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use schism::dataplane::{self, FaultId, FaultKind, LatencySpec, PartitionSpec};
 use schism::faultplan::{PartitionShape, plan_partition, rng_from_seed};
-use support::{TestNet, prerequisites};
+use support::{TestNet, require};
 
 fn percentile(sorted: &[f64], p: f64) -> f64 {
     sorted[((sorted.len() - 1) as f64 * p).round() as usize]
@@ -97,9 +97,7 @@ fn latency_fidelity(net: &TestNet) {
 }
 
 fn main() {
-    if !prerequisites("dataplane bench", &["ip", "nft", "tc", "iptables", "ping"]) {
-        return;
-    }
+    require("dataplane bench", &["ip", "nft", "tc", "iptables", "ping"]);
     let net = TestNet::new(5);
     partition_timing(&net);
     latency_fidelity(&net);

@@ -29,6 +29,7 @@ async fn run(cluster: &Arc<LocalCluster>, spec_yaml: &str, record: bool) -> (f64
     let plan = timeline::build(&spec, &names, 1).expect("plan");
     let settings = RunSettings {
         seed: 1,
+        check_memory: None,
         check_timeout: Duration::from_secs(60),
         record_history: record,
         progress: false,

@@ -11,3 +11,8 @@ pub mod local;
 pub mod operator;
 pub mod report;
 pub mod workload;
+
+/// Every program built on this library counts its heap, so a consistency check can keep to
+/// a memory budget that covers everything it allocates (see [`check::memory`]).
+#[global_allocator]
+static ALLOCATOR: check::memory::CountingAllocator = check::memory::CountingAllocator;

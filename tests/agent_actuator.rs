@@ -14,7 +14,7 @@ use schism::dataplane::{FaultId, LatencySpec, PartitionSpec, ReapedItem};
 use schism::operator::agent::{
     Actuator, ActuatorError, FaultPlan, LeaseKey, PlannedFault, ProcSnapshot,
 };
-use support::{TestNet, prerequisites, run};
+use support::{TestNet, require, run};
 
 const NET_TOOLS: &[&str] = &["ip", "nft", "tc", "iptables", "ping"];
 const POD_A: &str = "6f1c0d1e-8a55-4c55-9a0e-4d7f3f0b8a11";
@@ -64,9 +64,7 @@ fn nft_tables(net: &TestNet, node: usize) -> String {
 
 #[test]
 fn partition_lease_cuts_the_pod_off_its_peer_until_reverted() {
-    if !prerequisites("agent partition", NET_TOOLS) {
-        return;
-    }
+    require("agent partition", NET_TOOLS);
     let net = TestNet::new(2);
     let proc = two_pods(&net);
     let actuator = Actuator::new(proc.root());
@@ -96,9 +94,7 @@ fn partition_lease_cuts_the_pod_off_its_peer_until_reverted() {
 
 #[test]
 fn fault_ends_at_its_deadline_without_any_call_to_the_agent() {
-    if !prerequisites("agent deadline", NET_TOOLS) {
-        return;
-    }
+    require("agent deadline", NET_TOOLS);
     let net = TestNet::new(2);
     let proc = two_pods(&net);
     let actuator = Actuator::new(proc.root());
@@ -127,9 +123,7 @@ fn fault_ends_at_its_deadline_without_any_call_to_the_agent() {
 
 #[test]
 fn applying_a_lease_again_replaces_it_instead_of_stacking_a_second_copy() {
-    if !prerequisites("agent reapply", NET_TOOLS) {
-        return;
-    }
+    require("agent reapply", NET_TOOLS);
     let net = TestNet::new(2);
     let proc = two_pods(&net);
     let actuator = Actuator::new(proc.root());
@@ -149,9 +143,7 @@ fn applying_a_lease_again_replaces_it_instead_of_stacking_a_second_copy() {
 
 #[test]
 fn latency_lease_slows_the_pod_and_reports_its_mechanism() {
-    if !prerequisites("agent latency", NET_TOOLS) {
-        return;
-    }
+    require("agent latency", NET_TOOLS);
     let net = TestNet::new(2);
     let proc = two_pods(&net);
     let actuator = Actuator::new(proc.root());
@@ -185,9 +177,7 @@ fn latency_lease_slows_the_pod_and_reports_its_mechanism() {
 
 #[test]
 fn pause_lease_stops_every_process_of_the_pod_until_reverted() {
-    if !prerequisites("agent pause", &[]) {
-        return;
-    }
+    require("agent pause", &[]);
     let first = SleepingProcess::start();
     let second = SleepingProcess::start();
     let bystander = SleepingProcess::start();
@@ -216,9 +206,7 @@ fn pause_lease_stops_every_process_of_the_pod_until_reverted() {
 
 #[test]
 fn pod_sharing_the_node_network_namespace_is_refused() {
-    if !prerequisites("agent hostNetwork", NET_TOOLS) {
-        return;
-    }
+    require("agent hostNetwork", NET_TOOLS);
     let net = TestNet::new(2);
     let proc = FakeProc::new();
     // PID 1 of this fake node lives in namespace 0, and so does the pod: a hostNetwork pod.
@@ -246,9 +234,7 @@ fn pod_sharing_the_node_network_namespace_is_refused() {
 
 #[test]
 fn start_up_reap_removes_leftovers_and_resumes_pods_paused_without_a_live_lease() {
-    if !prerequisites("agent reap", NET_TOOLS) {
-        return;
-    }
+    require("agent reap", NET_TOOLS);
     let net = TestNet::new(2);
     let proc = two_pods(&net);
     // What an agent killed with SIGKILL leaves behind in pod A's namespace: a partition table
@@ -341,9 +327,7 @@ fn start_up_reap_removes_leftovers_and_resumes_pods_paused_without_a_live_lease(
 
 #[test]
 fn dropping_the_actuator_reverts_what_it_holds() {
-    if !prerequisites("agent shutdown", NET_TOOLS) {
-        return;
-    }
+    require("agent shutdown", NET_TOOLS);
     let net = TestNet::new(2);
     let proc = two_pods(&net);
     let actuator = Actuator::new(proc.root());

@@ -24,7 +24,7 @@ use schism::api::{
 };
 use schism::operator::agent::{AgentConfig, run_agent};
 use serde_json::Value;
-use support::{TestNet, prerequisites, run};
+use support::{TestNet, require, run};
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
@@ -161,9 +161,7 @@ async fn blocking<T: Send + 'static>(work: impl FnOnce() -> T + Send + 'static) 
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn lease_is_applied_reported_and_reverted_when_deleted() {
-    if !prerequisites("agent leases", NET_TOOLS) {
-        return;
-    }
+    require("agent leases", NET_TOOLS);
     let node = std::sync::Arc::new(Node::new());
     let server = api_server().await;
     let agent = RunningAgent::start(server.client(), node.proc.root().to_path_buf());
@@ -206,9 +204,7 @@ async fn lease_is_applied_reported_and_reverted_when_deleted() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_agent_reverts_at_the_deadline_with_the_controller_stopped() {
-    if !prerequisites("agent deadline", NET_TOOLS) {
-        return;
-    }
+    require("agent deadline", NET_TOOLS);
     let node = std::sync::Arc::new(Node::new());
     let server = api_server().await;
     let agent = RunningAgent::start(server.client(), node.proc.root().to_path_buf());
@@ -275,9 +271,7 @@ async fn the_agent_reverts_at_the_deadline_with_the_controller_stopped() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn restarted_agent_reaps_leftovers_and_applies_live_leases_once() {
-    if !prerequisites("agent restart", NET_TOOLS) {
-        return;
-    }
+    require("agent restart", NET_TOOLS);
     let node = std::sync::Arc::new(Node::new());
     let server = api_server().await;
     // What a SIGKILLed agent leaves: its live lease marked Applied, an expired one still marked

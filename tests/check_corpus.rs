@@ -148,7 +148,7 @@ fn a_zero_time_budget_gives_unknown_never_a_guess() {
 fn a_tiny_memory_budget_gives_unknown() {
     let h = read_file(&data("jepsen/etcd_002.log"), Format::Auto).expect("readable");
     let opts = CheckOptions {
-        max_memory: 1,
+        max_memory: Some(1),
         ..CheckOptions::new(ModelKind::CasRegister)
     };
     let out = check_history(&h, &opts).expect("valid history");

@@ -11,7 +11,7 @@ use schism::dataplane::{
     self, BandwidthSpec, FaultId, FaultKind, LatencyBackend, LatencySpec, LossSpec, PartitionSpec,
     ProcessTarget, ReapedItem,
 };
-use support::{TestNet, prerequisites};
+use support::{TestNet, require};
 
 const NET_TOOLS: &[&str] = &["ip", "nft", "tc", "iptables", "ping"];
 
@@ -25,9 +25,7 @@ fn in_secs(secs: u64) -> Instant {
 
 #[test]
 fn partition_cuts_both_directions_and_heal_restores_every_link() {
-    if !prerequisites("partition", NET_TOOLS) {
-        return;
-    }
+    require("partition", NET_TOOLS);
     let net = TestNet::new(3);
     let targets = vec![
         (
@@ -61,9 +59,7 @@ fn partition_cuts_both_directions_and_heal_restores_every_link() {
 
 #[test]
 fn partition_rules_carry_a_kernel_timeout_and_the_watchdog_heals_at_the_deadline() {
-    if !prerequisites("partition deadline", NET_TOOLS) {
-        return;
-    }
+    require("partition deadline", NET_TOOLS);
     let net = TestNet::new(2);
     let spec = PartitionSpec {
         drop_peers: vec![net.ips[1]],
@@ -98,9 +94,7 @@ fn partition_rules_carry_a_kernel_timeout_and_the_watchdog_heals_at_the_deadline
 
 #[test]
 fn thirty_percent_loss_measures_thirty_percent_over_two_thousand_packets() {
-    if !prerequisites("loss", NET_TOOLS) {
-        return;
-    }
+    require("loss", NET_TOOLS);
     let net = TestNet::new(2);
     let spec = LossSpec {
         from_peers: vec![net.ips[0]],
@@ -125,9 +119,7 @@ fn average_rtt(net: &TestNet) -> Duration {
 
 #[test]
 fn a_100ms_delay_raises_round_trips_by_100ms() {
-    if !prerequisites("latency", NET_TOOLS) {
-        return;
-    }
+    require("latency", NET_TOOLS);
     let net = TestNet::new(2);
     let baseline = average_rtt(&net);
     let spec = LatencySpec {
@@ -157,9 +149,7 @@ fn a_100ms_delay_raises_round_trips_by_100ms() {
 
 #[test]
 fn nfqueue_delay_can_target_chosen_peers_only() {
-    if !prerequisites("latency from peers", NET_TOOLS) {
-        return;
-    }
+    require("latency from peers", NET_TOOLS);
     let net = TestNet::new(3);
     let spec = LatencySpec {
         delay: Duration::from_millis(50),
@@ -185,9 +175,7 @@ fn nfqueue_delay_can_target_chosen_peers_only() {
 
 #[test]
 fn bandwidth_installs_a_schism_tbf_and_heal_removes_it() {
-    if !prerequisites("bandwidth", NET_TOOLS) {
-        return;
-    }
+    require("bandwidth", NET_TOOLS);
     let net = TestNet::new(2);
     let spec = BandwidthSpec {
         rate: "10mbit".parse().unwrap(),
@@ -211,9 +199,7 @@ fn bandwidth_installs_a_schism_tbf_and_heal_removes_it() {
 
 #[test]
 fn reaper_removes_tables_rules_and_qdiscs_and_says_what_it_removed() {
-    if !prerequisites("reaper", NET_TOOLS) {
-        return;
-    }
+    require("reaper", NET_TOOLS);
     let net = TestNet::new(2);
     let netns = net.netns(0);
     let partition = dataplane::apply_partition(
@@ -276,9 +262,7 @@ fn process_state(pid: u32) -> Option<char> {
 
 #[test]
 fn pause_stops_a_process_until_heal_and_kill_ends_it() {
-    if !prerequisites("process faults", &[]) {
-        return;
-    }
+    require("process faults", &[]);
     let mut child = Command::new("sleep").arg("30").spawn().unwrap();
     let pid = child.id();
     let target = ProcessTarget::Pid(pid as i32);
@@ -296,9 +280,7 @@ fn pause_stops_a_process_until_heal_and_kill_ends_it() {
 
 #[test]
 fn pause_resumes_by_itself_at_the_deadline() {
-    if !prerequisites("pause deadline", &[]) {
-        return;
-    }
+    require("pause deadline", &[]);
     let mut child = Command::new("sleep").arg("30").spawn().unwrap();
     let pid = child.id();
     let fault = dataplane::pause_process(
@@ -373,9 +355,7 @@ fn helper_process_that_holds_faults_until_killed() {
 
 #[test]
 fn sigkill_of_the_fault_holder_leaves_traffic_flowing_after_the_deadline_and_reap_cleans_up() {
-    if !prerequisites("kill -9 of fault holder", NET_TOOLS) {
-        return;
-    }
+    require("kill -9 of fault holder", NET_TOOLS);
     let net = TestNet::new(2);
     let mut holder = Command::new(std::env::current_exe().unwrap())
         .args([

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use schism::dataplane::{self, FaultId};
 use schism::faultplan::{PartitionShape, plan_partition, rng_from_seed};
 use schism::local::{LocalCluster, LocalClusterConfig, ReadyCheck};
-use support::prerequisites;
+use support::require;
 
 const ETCD: &str = "etcd --name {name} --data-dir {dataDir} \
     --listen-peer-urls http://{ip}:2380 --initial-advertise-peer-urls http://{ip}:2380 \
@@ -84,12 +84,10 @@ fn runtime() -> tokio::runtime::Runtime {
 
 #[test]
 fn isolated_member_loses_writes_while_the_majority_keeps_serving_and_heal_restores_it() {
-    if !prerequisites(
+    require(
         "etcd isolate",
         &["ip", "nft", "tc", "iptables", "etcd", "etcdctl"],
-    ) {
-        return;
-    }
+    );
     let rt = runtime();
     let cluster = rt.block_on(LocalCluster::start(etcd_config())).unwrap();
     assert!(put_eventually(
@@ -152,12 +150,10 @@ fn isolated_member_loses_writes_while_the_majority_keeps_serving_and_heal_restor
 
 #[test]
 fn killed_member_restarts_with_existing_state_and_catches_up() {
-    if !prerequisites(
+    require(
         "etcd kill/restart",
         &["ip", "nft", "tc", "iptables", "etcd", "etcdctl"],
-    ) {
-        return;
-    }
+    );
     let rt = runtime();
     let cluster = rt.block_on(LocalCluster::start(etcd_config())).unwrap();
     assert!(put_eventually(

@@ -13,7 +13,7 @@ use schism::faultplan::{PartitionShape, plan_partition, rng_from_seed};
 use schism::local::{
     LocalCluster, LocalClusterConfig, LocalError, ReadyCheck, cleanup_crashed_runs,
 };
-use support::prerequisites;
+use support::require;
 
 const TOOLS: &[&str] = &["ip", "nft", "tc", "iptables"];
 
@@ -89,9 +89,7 @@ fn assert_nothing_left_by_this_process(namespaces_before: &[String]) {
 
 #[test]
 fn a_node_command_that_exits_at_once_is_reported_with_its_log_and_torn_down() {
-    if !prerequisites("node exits", TOOLS) {
-        return;
-    }
+    require("node exits", TOOLS);
     let _serial = FAILING_STARTS.lock().unwrap_or_else(|p| p.into_inner());
     let before = all_run_namespaces();
     let config = LocalClusterConfig::new(
@@ -114,9 +112,7 @@ fn a_node_command_that_exits_at_once_is_reported_with_its_log_and_torn_down() {
 
 #[test]
 fn a_readiness_check_that_never_passes_times_out_naming_the_check_and_tears_down() {
-    if !prerequisites("never ready", TOOLS) {
-        return;
-    }
+    require("never ready", TOOLS);
     let _serial = FAILING_STARTS.lock().unwrap_or_else(|p| p.into_inner());
     let before = all_run_namespaces();
     let mut config = LocalClusterConfig::new(
@@ -200,12 +196,10 @@ fn alive(pid: &str) -> bool {
 
 #[test]
 fn kill_9_of_the_runner_mid_fault_then_cleanup_leaves_nothing() {
-    if !prerequisites(
+    require(
         "kill -9 runner",
         &["ip", "nft", "tc", "iptables", "redis-server"],
-    ) {
-        return;
-    }
+    );
     let mut runner = Command::new(std::env::current_exe().unwrap())
         .args([
             "--exact",

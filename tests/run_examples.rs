@@ -68,6 +68,9 @@ fn assert_outputs_written(run: &Run) {
     );
 }
 
+/// A finished run leaves nothing behind: no namespace of a local cluster (these tests run one
+/// at a time, and every `schism run` first removes what crashed runs left), and nothing for
+/// `schism cleanup` to find.
 fn no_namespaces_left() {
     let listing = Command::new("ip").args(["netns", "list"]).output().unwrap();
     let left: Vec<String> = String::from_utf8_lossy(&listing.stdout)
@@ -75,28 +78,30 @@ fn no_namespaces_left() {
         .filter(|l| l.starts_with("sx-"))
         .map(str::to_owned)
         .collect();
-    // Other runs may be going on at the same time; only the records of this process matter,
-    // and cleanup must find nothing of a run that ended.
+    assert!(left.is_empty(), "namespaces left behind: {left:?}");
     let cleanup = Command::new(env!("CARGO_BIN_EXE_schism"))
         .arg("cleanup")
         .output()
         .unwrap();
+    let report = String::from_utf8_lossy(&cleanup.stdout);
     assert!(
         cleanup.status.success(),
         "schism cleanup failed: {}",
         String::from_utf8_lossy(&cleanup.stderr)
     );
-    let _ = left;
+    assert_eq!(
+        report.trim(),
+        "nothing to clean up",
+        "a run left something behind"
+    );
 }
 
 #[test]
 fn three_node_etcd_survives_partition_latency_and_kill_and_passes() {
-    if !support::prerequisites(
+    support::require(
         "three_node_etcd_survives_partition_latency_and_kill_and_passes",
         &["etcd", "nft", "iptables", "ip"],
-    ) {
-        return;
-    }
+    );
     let run = run_example("examples/local/etcd-3node.yaml");
     assert_eq!(
         run.result["verdict"], "Pass",
@@ -122,12 +127,10 @@ fn three_node_etcd_survives_partition_latency_and_kill_and_passes() {
 
 #[test]
 fn serializable_etcd_reads_under_partition_fail_with_a_stale_read() {
-    if !support::prerequisites(
+    support::require(
         "serializable_etcd_reads_under_partition_fail_with_a_stale_read",
         &["etcd", "nft", "ip"],
-    ) {
-        return;
-    }
+    );
     let run = run_example("examples/local/etcd-serializable-reads.yaml");
     assert_eq!(run.result["verdict"], "Fail", "{}", run.stdout);
     assert_eq!(run.code, 1);
@@ -149,12 +152,10 @@ fn serializable_etcd_reads_under_partition_fail_with_a_stale_read() {
 
 #[test]
 fn redis_replicas_serve_stale_reads_and_fail() {
-    if !support::prerequisites(
+    support::require(
         "redis_replicas_serve_stale_reads_and_fail",
         &["redis-server", "nft", "ip"],
-    ) {
-        return;
-    }
+    );
     let run = run_example("examples/local/redis-replicas.yaml");
     assert_eq!(run.result["verdict"], "Fail", "{}", run.stdout);
     assert_eq!(run.code, 1);
@@ -170,12 +171,10 @@ fn redis_replicas_serve_stale_reads_and_fail() {
 
 #[test]
 fn redis_sentinel_failover_breaks_linearizability() {
-    if !support::prerequisites(
+    support::require(
         "redis_sentinel_failover_breaks_linearizability",
         &["redis-server", "nft", "ip"],
-    ) {
-        return;
-    }
+    );
     let run = run_example("examples/local/redis-sentinel-failover.yaml");
     assert_eq!(run.result["verdict"], "Fail", "{}", run.stdout);
     assert_eq!(run.code, 1);

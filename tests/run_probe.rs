@@ -34,12 +34,10 @@ spec:
 
 #[test]
 fn a_three_second_blackhole_of_one_node_in_three_shows_as_such() {
-    if !support::prerequisites(
+    support::require(
         "a_three_second_blackhole_of_one_node_in_three_shows_as_such",
         &["redis-server", "nft", "ip"],
-    ) {
-        return;
-    }
+    );
     let dir = std::env::temp_dir().join(format!("schism-probe-test-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).unwrap();

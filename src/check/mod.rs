@@ -23,11 +23,14 @@ pub mod counterexample;
 pub mod formats;
 pub mod history;
 pub mod html;
+pub mod memory;
 pub mod models;
 mod partition;
 mod search;
 
 use std::fmt;
+use std::sync::Arc;
+use std::sync::atomic::AtomicBool;
 use std::time::{Duration, Instant};
 
 pub use counterexample::Counterexample;
@@ -47,19 +50,25 @@ pub struct CheckOptions {
     pub timeout: Option<Duration>,
     /// Threads for the per-key searches; 0 means one per core.
     pub threads: usize,
-    /// Memory for the searches' memo tables, in bytes, past which the verdict is Unknown.
-    pub max_memory: usize,
+    /// How much the process's heap may grow during the check, in bytes, past which the
+    /// verdict is Unknown. `None`: [`memory::default_budget`], a share of the memory limit
+    /// the kernel enforces on this process (its cgroup's, else the machine's).
+    pub max_memory: Option<usize>,
+    /// Set to stop the check early: the verdict is then Unknown. Looked at as often as the
+    /// clock.
+    pub cancel: Option<Arc<AtomicBool>>,
 }
 
 impl CheckOptions {
-    /// Partitioned, one thread per core, no time limit, 8 GiB of memo.
+    /// Partitioned, one thread per core, no time limit, the default memory budget.
     pub fn new(model: ModelKind) -> Self {
         CheckOptions {
             model,
             partition: true,
             timeout: None,
             threads: 0,
-            max_memory: 8 << 30,
+            max_memory: None,
+            cancel: None,
         }
     }
 }
@@ -133,12 +142,20 @@ pub fn check_history(
 ) -> Result<CheckOutcome, ModelError> {
     let start = Instant::now();
     let deadline = options.timeout.map(|t| start + t);
+    // Counted from before the search tables are built: they are part of what the check uses.
+    let max_memory = options.max_memory.unwrap_or_else(memory::default_budget);
+    let gauge = memory::MemoryGauge::start(max_memory);
     let mut parts = partition::prepare(history, options)?;
     let threads = match options.threads {
         0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
         n => n,
     };
-    let combined = partition::run(&mut parts, threads, deadline, options.max_memory);
+    let stop = partition::Stop {
+        deadline,
+        requested: options.cancel.as_deref(),
+        memory: &gauge,
+    };
+    let combined = partition::run(&mut parts, threads, &stop);
     let mut outcome = CheckOutcome {
         verdict: Verdict::Linearizable,
         model: options.model,
@@ -168,10 +185,11 @@ pub fn check_history(
                     None => "the time budget ran out".to_string(),
                 },
                 search::StopReason::Memory => format!(
-                    "the search outgrew its memory budget of {} MiB",
-                    options.max_memory >> 20
+                    "the search would outgrow its memory budget of {} MiB (raise it with --max-memory, or give the process more memory)",
+                    max_memory >> 20
                 ),
                 search::StopReason::Cancelled => "the search was cancelled".to_string(),
+                search::StopReason::Requested => "the check was stopped".to_string(),
             };
             outcome.unknown_reason = Some(format!(
                 "{why} ({finished} of {} partitions checked)",

@@ -7,6 +7,8 @@ use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::Instant;
 
+use super::memory::MemoryGauge;
+
 use super::history::{Call, History, Outcome};
 use super::models::{KeyMachine, KeyStep, Machine, MultiKey, SingleKey};
 use super::search::{Failure, Limits, SearchOp, SearchResult, StopReason, search};
@@ -148,14 +150,19 @@ pub(crate) enum Combined {
     Unknown(StopReason, usize),
 }
 
+/// When the searches must stop without a verdict.
+pub(crate) struct Stop<'a> {
+    /// The time budget's end.
+    pub deadline: Option<Instant>,
+    /// Set by the caller to stop the check.
+    pub requested: Option<&'a AtomicBool>,
+    /// The memory budget, shared by every search of the check.
+    pub memory: &'a MemoryGauge,
+}
+
 /// Runs every part's search, largest first, on up to `threads` threads. A violation in one
 /// part cancels the others: the verdict is already known.
-pub(crate) fn run(
-    parts: &mut [Part],
-    threads: usize,
-    deadline: Option<Instant>,
-    max_bytes: usize,
-) -> Combined {
+pub(crate) fn run(parts: &mut [Part], threads: usize, stop: &Stop<'_>) -> Combined {
     let mut order: Vec<usize> = (0..parts.len()).collect();
     order.sort_by_key(|&i| std::cmp::Reverse(parts[i].ops.len()));
     let cancel = AtomicBool::new(false);
@@ -166,11 +173,12 @@ pub(crate) fn run(
     } else {
         threads.clamp(1, parts.len().max(1))
     };
-    // Each search gets an equal share of the memory budget, since `threads` run at once.
     let limits = Limits {
-        deadline,
+        deadline: stop.deadline,
         cancel: &cancel,
-        max_bytes: max_bytes / threads,
+        requested: stop.requested,
+        memory: stop.memory,
+        concurrent: threads,
     };
     let run_one = |part: &mut Part| -> SearchResult {
         let r = match &mut part.machine {

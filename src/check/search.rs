@@ -32,6 +32,7 @@
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
 
+use super::memory::MemoryGauge;
 use super::models::{Machine, Want};
 
 /// An operation as the search sees it.
@@ -53,8 +54,10 @@ pub(crate) enum StopReason {
     Timeout,
     /// Another partition already found a violation.
     Cancelled,
-    /// The memo outgrew its memory budget.
+    /// The search would outgrow its memory budget.
     Memory,
+    /// The caller asked the check to stop.
+    Requested,
 }
 
 /// Where the search got furthest before failing.
@@ -82,9 +85,25 @@ pub(crate) enum SearchResult {
 /// Budgets shared by the searches of one check.
 pub(crate) struct Limits<'a> {
     pub deadline: Option<Instant>,
+    /// Set when another search of the check found a violation.
     pub cancel: &'a AtomicBool,
-    /// Memo size, in bytes, past which the search gives up.
-    pub max_bytes: usize,
+    /// Set by the caller to stop the check.
+    pub requested: Option<&'a AtomicBool>,
+    /// The memory budget of the whole check.
+    pub memory: &'a MemoryGauge,
+    /// Searches running at once; without the counting allocator each one estimates its own
+    /// use, and they share the budget equally.
+    pub concurrent: usize,
+}
+
+impl Limits<'_> {
+    /// Would `extra` more bytes take the check past its memory budget? `memo` is this search's
+    /// own estimate, for when the allocator does not count.
+    #[inline]
+    fn memory_exceeded(&self, extra: usize, memo: &Memo) -> bool {
+        self.memory
+            .exceeds(extra, memo.bytes().saturating_mul(self.concurrent))
+    }
 }
 
 const NONE: u32 = u32::MAX;
@@ -248,6 +267,23 @@ impl Memo {
             i = n.next_sub;
         }
         false
+    }
+
+    /// The bytes the next [`Memo::insert`] of this node would allocate: vectors that are full
+    /// double, and a rehash allocates both bucket arrays anew while the old ones still live.
+    fn growth_of_insert(&self, ok: &Bits, info: &Bits) -> usize {
+        let mut bytes = 0;
+        if self.nodes.len() * 4 >= self.buckets.len() * 3 {
+            bytes += 2 * 2 * self.buckets.len() * size_of::<u32>();
+        }
+        if self.nodes.len() == self.nodes.capacity() {
+            bytes += self.nodes.capacity().max(4) * 2 * size_of::<Node>();
+        }
+        let words = ok.tail().len() + info.tail().len();
+        if self.words.len() + words > self.words.capacity() {
+            bytes += (self.words.capacity() * 2).max(self.words.len() + words) * 8;
+        }
+        bytes
     }
 
     fn insert(&mut self, hash: u64, sub_hash: u64, state: u32, ok: &Bits, info: &Bits) -> u32 {
@@ -474,10 +510,13 @@ pub(crate) fn search<M: Machine>(
             if limits.cancel.load(Ordering::Relaxed) {
                 return SearchResult::Unknown(StopReason::Cancelled);
             }
+            if limits.requested.is_some_and(|r| r.load(Ordering::Relaxed)) {
+                return SearchResult::Unknown(StopReason::Requested);
+            }
             if limits.deadline.is_some_and(|d| Instant::now() >= d) {
                 return SearchResult::Unknown(StopReason::Timeout);
             }
-            if memo.bytes() > limits.max_bytes {
+            if limits.memory_exceeded(0, &memo) {
                 return SearchResult::Unknown(StopReason::Memory);
             }
         }
@@ -612,6 +651,14 @@ pub(crate) fn search<M: Machine>(
                 let seen = memo.contains(hash, new_state, &ok_bits, &info_bits)
                     || (use_subsumption
                         && memo.subsumed(sub_hash, new_state, &ok_bits, &info_bits));
+                if !seen {
+                    // The memo grows by doubling: one insert can ask for as much again as it
+                    // holds, far more than the periodic check above would notice in time.
+                    let growth = memo.growth_of_insert(&ok_bits, &info_bits);
+                    if growth > 0 && limits.memory_exceeded(growth, &memo) {
+                        return SearchResult::Unknown(StopReason::Memory);
+                    }
+                }
                 (!seen).then(|| memo.insert(hash, sub_hash, new_state, &ok_bits, &info_bits))
             };
             if let Some(node) = node {
@@ -797,10 +844,13 @@ mod tests {
             .map(|&(invoke, ret, info, _)| SearchOp { invoke, ret, info })
             .collect();
         let cancel = AtomicBool::new(false);
+        let memory = MemoryGauge::start(usize::MAX);
         let limits = Limits {
             deadline: None,
             cancel: &cancel,
-            max_bytes: usize::MAX,
+            requested: None,
+            memory: &memory,
+            concurrent: 1,
         };
         search(&sops, &mut m, &limits)
     }

@@ -27,6 +27,11 @@ pub struct CheckArgs {
     /// is unknown, never a guess.
     #[arg(long, value_name = "D", default_value = "5m", value_parser = parse_duration)]
     pub timeout: Duration,
+    /// Memory budget per file (e.g. 512Mi, 2Gi): how much the heap may grow during the check
+    /// before the verdict is unknown. Default: 60% of this process's memory limit (its
+    /// cgroup's, else the machine's), less what it already holds.
+    #[arg(long, value_name = "SIZE", value_parser = crate::check::memory::parse_size)]
+    pub max_memory: Option<usize>,
     /// Print one JSON object per file (JSON Lines) instead of text.
     #[arg(long)]
     pub json: bool,
@@ -144,6 +149,7 @@ fn check_file(args: &CheckArgs, path: &Path) -> Result<(History, CheckOutcome), 
     let mut options = CheckOptions::new(model);
     options.partition = !args.no_partition;
     options.timeout = (!args.timeout.is_zero()).then_some(args.timeout);
+    options.max_memory = args.max_memory;
     let outcome = check_history(&history, &options).map_err(|e| {
         format!(
             "{}:{}: operation #{} does not fit the {model} model: {}",

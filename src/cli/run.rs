@@ -27,6 +27,10 @@ pub struct RunArgs {
     /// Time budget of the linearizability check; past it the result is Unknown.
     #[arg(long, default_value = "60s", value_parser = parse_duration)]
     pub check_timeout: Duration,
+    /// Memory budget of the linearizability check (e.g. 512Mi, 2Gi); past it the result is
+    /// Unknown. Default: 60% of this process's memory limit, less what it already holds.
+    #[arg(long, value_name = "SIZE", value_parser = crate::check::memory::parse_size)]
+    pub max_memory: Option<usize>,
     /// Do not print the live progress line.
     #[arg(long)]
     pub quiet: bool,
@@ -167,6 +171,7 @@ async fn run_async(args: &RunArgs) -> Result<Verdict, String> {
     let plan = timeline::build(spec, &names, seed as u64).map_err(|e| e.to_string())?;
     let settings = RunSettings {
         seed: seed as u64,
+        check_memory: args.max_memory,
         check_timeout: args.check_timeout,
         record_history: !args.no_history,
         progress: !args.quiet,

@@ -64,6 +64,8 @@ pub struct RunSettings {
     pub seed: u64,
     /// Budget of the linearizability check; past it the result is Unknown.
     pub check_timeout: Duration,
+    /// Memory budget of the check (`None`: a share of this process's memory limit).
+    pub check_memory: Option<usize>,
     /// Record the history (off only for benchmarks).
     pub record_history: bool,
     /// Print a live progress line on standard error.
@@ -294,6 +296,7 @@ pub async fn run<B: Backend>(
         (Some(workload), true) => {
             let mut options = CheckOptions::new(check_model(workload.model));
             options.timeout = Some(settings.check_timeout);
+            options.max_memory = settings.check_memory;
             let checked_history = history.clone();
             let result = tokio::task::spawn_blocking(move || {
                 check::check_history(&checked_history, &options)

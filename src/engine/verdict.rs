@@ -78,10 +78,13 @@ pub fn decide(
                     }
                     None => format!("history is not linearizable ({})", c.model),
                 }),
-                ConsistencyResult::Unknown => undecided.push(format!(
-                    "the linearizability check ran out of its budget after {} ms",
-                    c.check_millis
-                )),
+                ConsistencyResult::Unknown => undecided.push(match &c.anomaly {
+                    Some(why) => format!("consistency undecided: {why}"),
+                    None => format!(
+                        "the linearizability check ran out of its budget after {} ms",
+                        c.check_millis
+                    ),
+                }),
                 ConsistencyResult::Skipped => {
                     undecided.push("the consistency check was skipped".to_owned())
                 }

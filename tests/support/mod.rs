@@ -10,9 +10,10 @@ use std::process::{Command, Output};
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
 
-/// True when the prerequisites are there. Otherwise prints a SKIP line and returns false, or
-/// panics when `CI=true` (CI must never skip these tests silently).
-pub fn prerequisites(test: &str, programs: &[&str]) -> bool {
+/// Fails the test, loudly, when a prerequisite is missing: root, or one of `programs`. The
+/// test command installs every one of them; a test that quietly passed without its real
+/// dependency would prove nothing.
+pub fn require(test: &str, programs: &[&str]) {
     let mut missing = Vec::new();
     // SAFETY: geteuid has no preconditions.
     if unsafe { libc::geteuid() } != 0 {
@@ -26,15 +27,11 @@ pub fn prerequisites(test: &str, programs: &[&str]) -> bool {
             missing.push(format!("`{program}`"));
         }
     }
-    if missing.is_empty() {
-        return true;
-    }
-    let message = format!("SKIP {test}: needs {}", missing.join(", "));
-    if std::env::var("CI").is_ok_and(|value| value == "true") {
-        panic!("{message} (CI=true: prerequisites must be installed)");
-    }
-    eprintln!("{message}");
-    false
+    assert!(
+        missing.is_empty(),
+        "{test} needs {} (scripts/install-deps.sh installs them; run the tests as root)",
+        missing.join(", ")
+    );
 }
 
 fn unique_prefix() -> String {

@@ -336,6 +336,7 @@ async fn start(chaos: Arc<Chaos>, ctx: &Arc<Context>) -> Result<Action, Error> {
     );
     let settings = RunSettings {
         seed: seed as u64,
+        check_memory: None,
         check_timeout: ctx.check_timeout,
         record_history: true,
         progress: false,
