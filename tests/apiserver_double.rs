@@ -1348,3 +1348,318 @@ async fn finalizer_helper_cleans_up_before_the_object_goes_away() {
     })
     .await;
 }
+
+/// A widget resource whose `status.conditions` merge by `type`, as the CRDs' do.
+async fn widget_server_with_conditions() -> (ApiServer, Api<DynamicObject>) {
+    let (served, api_resource) = widget_resource();
+    let server = ApiServer::builder()
+        .resource(served.list_map("status.conditions", &["type"]))
+        .start()
+        .await;
+    let widgets = Api::namespaced_with(server.client(), "default", &api_resource);
+    (server, widgets)
+}
+
+fn apply_status(status: Value) -> Patch<Value> {
+    Patch::Apply(json!({"apiVersion": "test.schism.dev/v1", "kind": "Widget", "status": status}))
+}
+
+fn managers(object: &DynamicObject) -> Vec<(String, String)> {
+    object
+        .metadata
+        .managed_fields
+        .iter()
+        .flatten()
+        .map(|m| {
+            (
+                m.manager.clone().unwrap_or_default(),
+                m.operation.clone().unwrap_or_default(),
+            )
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn server_side_apply_tracks_field_owners_and_removes_what_a_manager_gives_up() {
+    bounded(async {
+        let (_server, widgets) = widget_server_with_conditions().await;
+        widgets
+            .create(&PostParams::default(), &widget("w", json!({"size": 1})))
+            .await
+            .unwrap();
+        let runner = PatchParams::apply("runner");
+        let controller = PatchParams::apply("controller");
+        widgets
+            .patch_status(
+                "w",
+                &runner,
+                &apply_status(json!({"phase": "Running", "seed": 4, "faults": [1, 2],
+                    "conditions": [{"type": "Completed", "status": "False"}]})),
+            )
+            .await
+            .unwrap();
+        let both = widgets
+            .patch_status(
+                "w",
+                &controller,
+                &apply_status(json!({"runner": {"job": "j1"},
+                    "conditions": [{"type": "Accepted", "status": "True"}]})),
+            )
+            .await
+            .unwrap();
+        let status = &both.data["status"];
+        assert_eq!(status["phase"], "Running");
+        assert_eq!(status["runner"]["job"], "j1");
+        let types: Vec<&str> = status["conditions"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|c| c["type"].as_str().unwrap())
+            .collect();
+        assert_eq!(types, ["Completed", "Accepted"], "a list-map merges by key");
+        let owners = managers(&both);
+        assert!(
+            owners.contains(&("runner".into(), "Apply".into())),
+            "{owners:?}"
+        );
+        assert!(
+            owners.contains(&("controller".into(), "Apply".into())),
+            "{owners:?}"
+        );
+
+        // The runner stops applying `seed` and its condition: they go; the controller's stay.
+        let after = widgets
+            .patch_status(
+                "w",
+                &runner,
+                &apply_status(json!({"phase": "Checking", "faults": [1, 2]})),
+            )
+            .await
+            .unwrap();
+        let status = &after.data["status"];
+        assert!(status.get("seed").is_none(), "{status}");
+        assert_eq!(status["phase"], "Checking");
+        assert_eq!(status["runner"]["job"], "j1");
+        assert_eq!(
+            status["conditions"].as_array().unwrap().len(),
+            1,
+            "{status}"
+        );
+        assert_eq!(status["conditions"][0]["type"], "Accepted");
+        assert_eq!(
+            after.data["spec"]["size"], 1,
+            "the spec is not the status's business"
+        );
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn an_apply_that_would_change_another_managers_field_conflicts_unless_forced() {
+    bounded(async {
+        let (_server, widgets) = widget_server_with_conditions().await;
+        widgets
+            .create(&PostParams::default(), &widget("w", json!({})))
+            .await
+            .unwrap();
+        widgets
+            .patch_status(
+                "w",
+                &PatchParams::apply("runner"),
+                &apply_status(json!({"phase": "Running"})),
+            )
+            .await
+            .unwrap();
+        // The same value: shared ownership, no conflict.
+        widgets
+            .patch_status(
+                "w",
+                &PatchParams::apply("controller"),
+                &apply_status(json!({"phase": "Running"})),
+            )
+            .await
+            .unwrap();
+        let error = widgets
+            .patch_status(
+                "w",
+                &PatchParams::apply("other"),
+                &apply_status(json!({"phase": "Error"})),
+            )
+            .await
+            .unwrap_err();
+        let message = match &error {
+            kube::Error::Api(status) => status.message.clone(),
+            other => panic!("{other:?}"),
+        };
+        assert_eq!(api_error(error), (409, "Conflict".into()));
+        assert!(
+            message.contains("\"runner\"") && message.contains(".status.phase"),
+            "{message}"
+        );
+        let forced = widgets
+            .patch_status(
+                "w",
+                &PatchParams::apply("other").force(),
+                &apply_status(json!({"phase": "Error"})),
+            )
+            .await
+            .unwrap();
+        assert_eq!(forced.data["status"]["phase"], "Error");
+        // Ownership moved: the runner giving the field up now removes nothing.
+        let after = widgets
+            .patch_status(
+                "w",
+                &PatchParams::apply("runner"),
+                &apply_status(json!({"seed": 1})),
+            )
+            .await
+            .unwrap();
+        assert_eq!(after.data["status"]["phase"], "Error");
+        let owners = managers(&after);
+        assert!(
+            !owners.contains(&("controller".into(), "Apply".into())),
+            "{owners:?}"
+        );
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn an_update_takes_ownership_and_an_apply_with_a_stale_version_is_refused() {
+    bounded(async {
+        let (server, widgets) = widget_server_with_conditions().await;
+        widgets
+            .create(&PostParams::default(), &widget("w", json!({})))
+            .await
+            .unwrap();
+        widgets
+            .patch_status(
+                "w",
+                &PatchParams::apply("runner"),
+                &apply_status(json!({"phase": "Running"})),
+            )
+            .await
+            .unwrap();
+        let merged = widgets
+            .patch_status(
+                "w",
+                &PatchParams::default(),
+                &Patch::Merge(json!({"status": {"phase": "Completed"}})),
+            )
+            .await
+            .unwrap();
+        let owners = managers(&merged);
+        assert!(owners.iter().any(|(_, op)| op == "Update"), "{owners:?}");
+        let error = widgets
+            .patch_status(
+                "w",
+                &PatchParams::apply("runner"),
+                &apply_status(json!({"phase": "Running"})),
+            )
+            .await
+            .unwrap_err();
+        assert_eq!(api_error(error), (409, "Conflict".into()));
+
+        // A resourceVersion in the configuration is a precondition.
+        let version = merged.metadata.resource_version.clone().unwrap();
+        let mut config = json!({"apiVersion": "test.schism.dev/v1", "kind": "Widget",
+            "metadata": {"resourceVersion": version}, "status": {"seed": 2}});
+        widgets
+            .patch_status(
+                "w",
+                &PatchParams::apply("runner"),
+                &Patch::Apply(config.clone()),
+            )
+            .await
+            .unwrap();
+        config["status"]["seed"] = 3.into();
+        let error = widgets
+            .patch_status("w", &PatchParams::apply("runner"), &Patch::Apply(config))
+            .await
+            .unwrap_err();
+        assert_eq!(api_error(error), (409, "Conflict".into()));
+
+        // Applying the same configuration again changes nothing: no new version.
+        let before = server.resource_version();
+        widgets
+            .patch_status(
+                "w",
+                &PatchParams::apply("runner"),
+                &apply_status(json!({"seed": 2})),
+            )
+            .await
+            .unwrap();
+        assert_eq!(server.resource_version(), before);
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn a_deleted_pod_terminates_first_and_its_stateful_set_brings_it_back_with_a_new_uid() {
+    bounded(async {
+        let server = ApiServer::builder()
+            .longest_pod_termination(Duration::from_millis(200))
+            .replace_pods_after(Duration::from_millis(100))
+            .start()
+            .await;
+        let set = server.apply_raw(
+            "statefulsets.apps",
+            json!({"metadata": {"name": "db", "namespace": "default"}, "spec": {}}),
+        );
+        let owner = json!({"apiVersion": "apps/v1", "kind": "StatefulSet", "name": "db",
+            "uid": set["metadata"]["uid"], "controller": true});
+        let first = server.apply_raw(
+            "pods",
+            json!({"metadata": {"name": "db-0", "namespace": "default", "labels": {"app": "db"},
+                "ownerReferences": [owner]},
+                "spec": {"nodeName": "n1", "containers": [{"name": "db", "image": "db"}]},
+                "status": {"phase": "Running", "podIP": "127.0.0.9"}}),
+        );
+        let pods: Api<k8s_openapi::api::core::v1::Pod> = Api::default_namespaced(server.client());
+        pods.delete("db-0", &DeleteParams::default()).await.unwrap();
+        let terminating = pods.get("db-0").await.unwrap();
+        assert!(terminating.metadata.deletion_timestamp.is_some());
+        assert_eq!(terminating.metadata.deletion_grace_period_seconds, Some(30));
+        assert_eq!(
+            terminating.metadata.uid,
+            first["metadata"]["uid"].as_str().map(String::from)
+        );
+
+        wait_until("the replacement runs", || {
+            server
+                .get("pods", Some("default"), "db-0")
+                .is_some_and(|p| {
+                    p["metadata"]["uid"] != first["metadata"]["uid"]
+                        && p["metadata"].get("deletionTimestamp").is_none()
+                })
+        })
+        .await;
+        let replacement = server.get("pods", Some("default"), "db-0").unwrap();
+        assert_eq!(replacement["status"]["phase"], "Running");
+        assert_ne!(
+            replacement["status"]["podIP"], "127.0.0.9",
+            "a new pod gets a new IP"
+        );
+        assert_eq!(replacement["metadata"]["labels"]["app"], "db");
+
+        // Grace 0 removes at once, and a pod no controller owns stays gone.
+        server.apply_raw(
+            "pods",
+            json!({"metadata": {"name": "lone", "namespace": "default"},
+                "spec": {"nodeName": "n1", "containers": []}}),
+        );
+        pods.delete(
+            "lone",
+            &DeleteParams {
+                grace_period_seconds: Some(0),
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
+        assert!(pods.get_opt("lone").await.unwrap().is_none());
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        assert!(pods.get_opt("lone").await.unwrap().is_none());
+    })
+    .await;
+}

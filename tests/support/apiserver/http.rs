@@ -16,7 +16,7 @@ use tokio::sync::mpsc;
 use super::patch::PatchBody;
 use super::selectors::{FieldSelector, LabelSelector};
 use super::store::{
-    ApiError, DeleteOptions, ObjectKey, Propagation, ResourceId, Store, WriteTarget,
+    ApiError, DeleteOptions, ObjectKey, Ownership, Propagation, ResourceId, Store, WriteTarget,
 };
 use super::watch::{Selection, WatchStream, error_event, partial_object_metadata};
 use super::{RecordedRequest, Shared};
@@ -76,6 +76,7 @@ pub async fn handle(shared: Arc<Shared>, request: Request<Incoming>) -> Response
             .map(String::from)
     };
     let content_type = header(hyper::header::CONTENT_TYPE);
+    let user_agent = header(hyper::header::USER_AGENT).unwrap_or_default();
     let accept = header(hyper::header::ACCEPT).unwrap_or_default();
     let path = parts.uri.path().to_string();
     let query_text = parts.uri.query().unwrap_or_default().to_string();
@@ -98,6 +99,7 @@ pub async fn handle(shared: Arc<Shared>, request: Request<Incoming>) -> Response
         query: parse_query(&query_text),
         content_type: content_type.unwrap_or_default(),
         metadata_only: accept.contains("as=PartialObjectMetadata"),
+        user_agent,
         body,
     };
     let route = {
@@ -131,12 +133,28 @@ struct ParsedRequest {
     query: HashMap<String, String>,
     content_type: String,
     metadata_only: bool,
+    user_agent: String,
     body: Bytes,
 }
 
 impl ParsedRequest {
     fn flag(&self, name: &str) -> bool {
         matches!(self.query.get(name).map(String::as_str), Some("true" | "1"))
+    }
+
+    /// The field manager of a write: `fieldManager`, else the user agent up to its first `/`,
+    /// as the API server derives it.
+    fn manager(&self) -> String {
+        match self.query.get("fieldManager").filter(|m| !m.is_empty()) {
+            Some(manager) => manager.clone(),
+            None => self
+                .user_agent
+                .split('/')
+                .next()
+                .filter(|m| !m.is_empty())
+                .unwrap_or("unknown")
+                .to_owned(),
+        }
     }
 
     fn dry_run(&self) -> bool {
@@ -288,6 +306,7 @@ fn serve_collection(
                 request.json_body()?,
                 WriteTarget::Main,
                 request.dry_run(),
+                Ownership::Update(&request.manager()),
             )?;
             Ok(json_response(StatusCode::CREATED, &created))
         }
@@ -355,7 +374,13 @@ fn serve_object(
             Ok(json_response(StatusCode::OK, &presented))
         }
         Method::PUT => {
-            let updated = store.update(&key, request.json_body()?, target, request.dry_run())?;
+            let updated = store.update(
+                &key,
+                request.json_body()?,
+                target,
+                request.dry_run(),
+                Ownership::Update(&request.manager()),
+            )?;
             Ok(json_response(StatusCode::OK, &updated))
         }
         Method::PATCH => {
@@ -363,8 +388,10 @@ fn serve_object(
                 &request.content_type,
                 &request.body,
                 request.query.get("fieldManager").map(String::as_str),
+                request.flag("force"),
             )?;
-            let (object, created) = store.patch(&key, &patch, target, request.dry_run())?;
+            let (object, created) =
+                store.patch(&key, &patch, target, request.dry_run(), &request.manager())?;
             let code = if created {
                 StatusCode::CREATED
             } else {
@@ -513,6 +540,15 @@ fn delete_options(request: &ParsedRequest) -> Result<DeleteOptions, ApiError> {
             .and_then(Value::as_str)
             .map(String::from),
         dry_run: request.dry_run() || body_dry_run,
+        grace_period_seconds: body
+            .get("gracePeriodSeconds")
+            .and_then(Value::as_i64)
+            .or_else(|| {
+                request
+                    .query
+                    .get("gracePeriodSeconds")
+                    .and_then(|v| v.parse().ok())
+            }),
     })
 }
 

@@ -15,8 +15,13 @@
 //!   (and once when deletion starts, as the API server does);
 //! * the `/status` subresource: writes to it change only `.status`; writes to the main
 //!   resource (and create) ignore `.status`;
-//! * merge, JSON, strategic-merge and server-side-apply patches (`PatchBody` in `patch.rs`
-//!   says how the last two are approximated);
+//! * merge, JSON and strategic-merge patches (the last approximated as a merge patch), and
+//!   server-side apply with field ownership: `managedFields` per manager, conflicts (409
+//!   unless forced), removal of fields a manager stops applying, list-maps merged by key
+//!   (`managed.rs`);
+//! * pods deleted with a grace period stay Terminating (`deletionTimestamp`,
+//!   `deletionGracePeriodSeconds`) until the simulated kubelet removes them; optionally their
+//!   StatefulSet or ReplicaSet replaces them with a new UID and IP;
 //! * finalizers: DELETE sets `deletionTimestamp` and `deletionGracePeriodSeconds: 0`, no new
 //!   finalizer may be added then, and removing the last one removes the object; empty
 //!   metadata lists and maps are not stored (Go's `omitempty`);
@@ -31,12 +36,11 @@
 //! * discovery (`/version`, `/api`, `/apis`, resource lists) and errors as `Status` objects,
 //!   which kube turns into `kube::Error::Api`.
 //!
-//! Approximated or left out: deletion is immediate once finalizers allow it (no grace
-//! periods, no kubelet), Foreground propagation behaves as Background, lists always serve the
+//! Approximated or left out: deletion of other kinds is immediate once finalizers allow it,
+//! Foreground propagation behaves as Background, lists always serve the
 //! latest state in one page (`resourceVersion`, `limit` and `continue` are ignored), field
 //! selectors accept any dotted path, namespaces need not exist and deleting one does not
-//! cascade, and there is no admission, defaulting, schema validation, authentication or
-//! `managedFields`.
+//! cascade, and there is no admission, defaulting, schema validation or authentication.
 //!
 //! ```ignore
 //! #[path = "support/apiserver/mod.rs"]
@@ -51,6 +55,7 @@
 #![allow(dead_code)]
 
 mod http;
+mod managed;
 mod patch;
 mod resources;
 mod selectors;
@@ -70,7 +75,7 @@ use tokio::sync::{mpsc, watch as signal};
 use tokio::task::{JoinHandle, JoinSet};
 
 pub use self::resources::ResourceType;
-use self::store::{DeleteOptions, ObjectKey, Store};
+use self::store::{DeleteOptions, ObjectKey, PodLifecycle, Store};
 
 /// One request as the server received it, for tests that assert which API calls were made.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -121,6 +126,7 @@ pub struct ApiServerBuilder {
     resources: Vec<ResourceType>,
     history_capacity: usize,
     bookmark_interval: Duration,
+    pod_lifecycle: PodLifecycle,
 }
 
 impl ApiServerBuilder {
@@ -150,16 +156,31 @@ impl ApiServerBuilder {
         self
     }
 
+    /// How long a gracefully deleted pod stays Terminating at most (default 300 ms; its grace
+    /// period if shorter).
+    pub fn longest_pod_termination(mut self, longest: Duration) -> Self {
+        self.pod_lifecycle.longest_termination = longest;
+        self
+    }
+
+    /// Recreate removed pods of StatefulSets (same name) and ReplicaSets (new name) after
+    /// `delay`, with a new UID and IP (`127.0.1.N`), Running and Ready, as their
+    /// controllers and the kubelet would.
+    pub fn replace_pods_after(mut self, delay: Duration) -> Self {
+        self.pod_lifecycle.replace_after = Some(delay);
+        self
+    }
+
     /// Binds 127.0.0.1 on a random port and starts serving.
     pub async fn start(self) -> ApiServer {
         let (removed_owners, mut removed_owner_uids) = mpsc::unbounded_channel();
         let (watch_epoch, _) = signal::channel(0);
         let shared = Arc::new(Shared {
-            store: Mutex::new(Store::new(
-                self.resources,
-                self.history_capacity,
-                removed_owners,
-            )),
+            store: Mutex::new({
+                let mut store = Store::new(self.resources, self.history_capacity, removed_owners);
+                store.pod_lifecycle = self.pod_lifecycle;
+                store
+            }),
             requests: Mutex::new(Vec::new()),
             watch_epoch,
             bookmark_interval: self.bookmark_interval,
@@ -192,9 +213,20 @@ impl ApiServerBuilder {
         // The garbage collector runs apart from the request that removed the owner, as the
         // real one does, so dependents disappear shortly after, not atomically with it.
         let collecting = shared.clone();
+        // The same task plays the kubelet ending terminations and the workload controllers
+        // replacing pods, at a 20 ms resolution.
         let garbage_collector = tokio::spawn(async move {
-            while let Some(owner_uid) = removed_owner_uids.recv().await {
-                collecting.store().collect_garbage(&owner_uid);
+            let mut tick = tokio::time::interval(Duration::from_millis(20));
+            loop {
+                tokio::select! {
+                    removed = removed_owner_uids.recv() => match removed {
+                        Some(owner_uid) => collecting.store().collect_garbage(&owner_uid),
+                        None => return,
+                    },
+                    _ = tick.tick() => {
+                        collecting.store().finish_terminations(std::time::Instant::now());
+                    }
+                }
             }
         });
 
@@ -237,6 +269,10 @@ impl ApiServer {
             resources: resources::builtin_resources(),
             history_capacity: 4096,
             bookmark_interval: Duration::from_secs(1),
+            pod_lifecycle: PodLifecycle {
+                longest_termination: Duration::from_millis(300),
+                replace_after: None,
+            },
         }
     }
 

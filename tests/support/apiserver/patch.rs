@@ -16,15 +16,15 @@ pub enum PatchBody {
     /// replaced whole instead of merged by their patch-merge key, and `$patch` directives are
     /// not interpreted.
     Strategic(Value),
-    /// `application/apply-patch+yaml` (server-side apply). Approximated as a merge patch of the
-    /// applied fields, as if every apply were forced: field ownership (`managedFields`) is not
-    /// tracked, so applies never conflict, fields a manager stops applying are not removed, and
-    /// lists are replaced whole (atomic lists) rather than merged by key.
+    /// `application/apply-patch+yaml` (server-side apply), with field ownership as
+    /// `managed.rs` describes.
     Apply {
         /// The applied configuration.
         body: Value,
         /// `fieldManager` query parameter, required for apply.
         field_manager: String,
+        /// `force=true`: take over fields other managers own instead of a 409 Conflict.
+        force: bool,
     },
 }
 
@@ -34,6 +34,7 @@ impl PatchBody {
         content_type: &str,
         body: &[u8],
         field_manager: Option<&str>,
+        force: bool,
     ) -> Result<Self, ApiError> {
         let media_type = content_type.split(';').next().unwrap_or_default().trim();
         let json_body = || {
@@ -61,6 +62,7 @@ impl PatchBody {
                 Ok(Self::Apply {
                     body,
                     field_manager: field_manager.to_string(),
+                    force,
                 })
             }
             other => Err(ApiError::new(
@@ -76,7 +78,16 @@ impl PatchBody {
         matches!(self, Self::Apply { .. })
     }
 
-    /// Applies the patch to a copy of `object` and returns the patched copy.
+    /// The applied configuration of a server-side apply.
+    pub fn body(&self) -> Option<&Value> {
+        match self {
+            Self::Apply { body, .. } => Some(body),
+            _ => None,
+        }
+    }
+
+    /// Applies the patch to a copy of `object` and returns the patched copy (server-side
+    /// apply goes through `managed::apply` instead).
     pub fn apply_to(&self, object: &Value) -> Result<Value, ApiError> {
         let mut patched = object.clone();
         match self {

@@ -2,6 +2,8 @@
 
 use serde_json::{Value, json};
 
+use super::managed::ListSchema;
+
 /// One servable resource type, as an API server learns it from a built-in registration or a
 /// CustomResourceDefinition.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -22,6 +24,8 @@ pub struct ResourceType {
     /// True when PUT may omit `metadata.resourceVersion`, as built-in kinds allow. Custom
     /// resources do not: the API server answers 422, so the constructors default to false.
     pub unconditional_update: bool,
+    /// How lists merge under server-side apply (list-maps by key, sets, else atomic).
+    pub lists: ListSchema,
 }
 
 impl ResourceType {
@@ -35,6 +39,7 @@ impl ResourceType {
             namespaced: true,
             status_subresource: false,
             unconditional_update: false,
+            lists: ListSchema::default().with_metadata_lists(),
         }
     }
 
@@ -49,6 +54,16 @@ impl ResourceType {
     /// The same resource with a `/status` subresource.
     pub fn with_status(mut self) -> Self {
         self.status_subresource = true;
+        self
+    }
+
+    /// The same resource with the list at `path` (dotted field names) merged by `keys` under
+    /// server-side apply, as `x-kubernetes-list-type: map` makes it.
+    pub fn list_map(mut self, path: &str, keys: &[&str]) -> Self {
+        self.lists.maps.push((
+            path.to_owned(),
+            keys.iter().map(|k| k.to_string()).collect(),
+        ));
         self
     }
 
@@ -109,7 +124,11 @@ pub(crate) fn builtin_resources() -> Vec<ResourceType> {
         ResourceType::cluster_scoped("", "v1", "nodes", "Node").with_status(),
         ResourceType::namespaced("", "v1", "configmaps", "ConfigMap"),
         ResourceType::namespaced("", "v1", "secrets", "Secret"),
-        ResourceType::namespaced("", "v1", "pods", "Pod").with_status(),
+        ResourceType::namespaced("", "v1", "pods", "Pod")
+            .with_status()
+            .list_map("spec.containers", &["name"])
+            .list_map("status.conditions", &["type"])
+            .list_map("status.containerStatuses", &["name"]),
         ResourceType::namespaced("", "v1", "services", "Service").with_status(),
         ResourceType::namespaced("", "v1", "serviceaccounts", "ServiceAccount"),
         ResourceType::namespaced("", "v1", "events", "Event"),
@@ -119,6 +138,9 @@ pub(crate) fn builtin_resources() -> Vec<ResourceType> {
         ResourceType::namespaced("apps", "v1", "statefulsets", "StatefulSet").with_status(),
         ResourceType::namespaced("apps", "v1", "replicasets", "ReplicaSet").with_status(),
         ResourceType::namespaced("apps", "v1", "daemonsets", "DaemonSet").with_status(),
+        ResourceType::namespaced("batch", "v1", "jobs", "Job")
+            .with_status()
+            .list_map("status.conditions", &["type"]),
     ];
     resources.into_iter().map(ResourceType::built_in).collect()
 }

@@ -7,6 +7,7 @@ use std::sync::Arc;
 use serde_json::{Map, Value, json};
 use tokio::sync::{broadcast, mpsc};
 
+use super::managed::{self, Part, Writer};
 use super::patch::PatchBody;
 use super::resources::ResourceType;
 
@@ -163,6 +164,18 @@ pub enum WriteTarget {
     Unrestricted,
 }
 
+/// Who owns the fields a write changes (`metadata.managedFields`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Ownership<'a> {
+    /// A create, update or non-apply patch by this manager: it owns what it changed.
+    Update(&'a str),
+    /// A server-side apply: the candidate already carries the new `managedFields`.
+    Applied,
+}
+
+/// The manager test hooks write as (they play the kubelet and other cluster actors).
+pub const TEST_HOOK_MANAGER: &str = "test-hook";
+
 /// How dependents of a deleted object are treated (`DeleteOptions.propagationPolicy`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Propagation {
@@ -185,6 +198,9 @@ pub struct DeleteOptions {
     pub precondition_resource_version: Option<String>,
     /// `dryRun=All`: validate and answer, but change nothing.
     pub dry_run: bool,
+    /// `gracePeriodSeconds`: how long a pod may take to stop (default: the pod's
+    /// `terminationGracePeriodSeconds`, else 30).
+    pub grace_period_seconds: Option<i64>,
 }
 
 impl Default for DeleteOptions {
@@ -194,6 +210,7 @@ impl Default for DeleteOptions {
             precondition_uid: None,
             precondition_resource_version: None,
             dry_run: false,
+            grace_period_seconds: None,
         }
     }
 }
@@ -213,6 +230,25 @@ pub struct Store {
     /// UIDs of removed objects, for the garbage collector to find their dependents.
     removed_owners: mpsc::UnboundedSender<String>,
     names_generated: u64,
+    /// How the simulated kubelet and workload controllers treat pods.
+    pub pod_lifecycle: PodLifecycle,
+    /// Terminating pods and when the kubelet removes them.
+    terminating: BTreeMap<ObjectKey, std::time::Instant>,
+    /// Pods a StatefulSet or ReplicaSet will create, and when.
+    replacements: Vec<(std::time::Instant, ObjectKey, Value)>,
+    /// Addresses handed to replacement pods.
+    next_pod_ip: u32,
+}
+
+/// What the double plays of the kubelet and the workload controllers.
+#[derive(Debug, Clone, Copy)]
+pub struct PodLifecycle {
+    /// A gracefully deleted pod stays Terminating for its grace period, but at most this
+    /// long (tests should not wait 30 s), then the kubelet removes it.
+    pub longest_termination: std::time::Duration,
+    /// When set, a removed pod owned by a StatefulSet comes back with the same name (by a
+    /// ReplicaSet: a new name), a new UID and a new IP, Running and Ready, this long after.
+    pub replace_after: Option<std::time::Duration>,
 }
 
 impl Store {
@@ -234,6 +270,13 @@ impl Store {
             changes,
             removed_owners,
             names_generated: 0,
+            pod_lifecycle: PodLifecycle {
+                longest_termination: std::time::Duration::from_millis(300),
+                replace_after: None,
+            },
+            terminating: BTreeMap::new(),
+            replacements: Vec::new(),
+            next_pod_ip: 0,
         }
     }
 
@@ -298,6 +341,7 @@ impl Store {
         mut object: Value,
         target: WriteTarget,
         dry_run: bool,
+        ownership: Ownership<'_>,
     ) -> Result<Value, ApiError> {
         let resource_type = self.resources[resource].clone();
         set_type_meta(&resource_type, &mut object)?;
@@ -385,9 +429,26 @@ impl Store {
             "deletionTimestamp",
             "deletionGracePeriodSeconds",
             "resourceVersion",
-            "managedFields",
         ] {
             metadata.remove(system_field);
+        }
+        if let Ownership::Update(manager) = ownership {
+            metadata.remove("managedFields");
+            let writer = Writer {
+                manager,
+                api_version: &resource_type.api_version(),
+                part: Part::Main {
+                    status_subresource: resource_type.status_subresource
+                        && target != WriteTarget::Unrestricted,
+                },
+            };
+            managed::record_update(
+                None,
+                &mut object,
+                &writer,
+                &resource_type.lists,
+                &now_rfc3339(),
+            );
         }
         if dry_run {
             return Ok(object);
@@ -413,6 +474,7 @@ impl Store {
         mut candidate: Value,
         target: WriteTarget,
         dry_run: bool,
+        ownership: Ownership<'_>,
     ) -> Result<Value, ApiError> {
         let resource_type = self.resources[key.resource].clone();
         let old = self
@@ -467,6 +529,7 @@ impl Store {
             ));
         }
 
+        let candidate_managed_fields = candidate.pointer("/metadata/managedFields").cloned();
         let mut new = match target {
             WriteTarget::Main if resource_type.status_subresource => {
                 copy_top_level_field(&old, &mut candidate, "status");
@@ -509,6 +572,38 @@ impl Store {
                 "metadata.finalizers: Forbidden: no new finalizers can be added if the object is being deleted",
             ));
         }
+        match ownership {
+            Ownership::Applied => {
+                let applied = candidate_managed_fields;
+                let metadata = metadata_mut(&mut new);
+                match applied {
+                    Some(fields) => metadata.insert("managedFields".into(), fields),
+                    None => metadata.remove("managedFields"),
+                };
+            }
+            Ownership::Update(manager) => {
+                let writer = Writer {
+                    manager,
+                    api_version: &resource_type.api_version(),
+                    part: match target {
+                        WriteTarget::Status => Part::Status,
+                        WriteTarget::Main => Part::Main {
+                            status_subresource: resource_type.status_subresource,
+                        },
+                        WriteTarget::Unrestricted => Part::Main {
+                            status_subresource: false,
+                        },
+                    },
+                };
+                managed::record_update(
+                    Some(&old),
+                    &mut new,
+                    &writer,
+                    &resource_type.lists,
+                    &now_rfc3339(),
+                );
+            }
+        }
         drop_empty_metadata_fields(&mut new);
         if without_metadata_and_status(&old) != without_metadata_and_status(&new) {
             let generation = old_metadata
@@ -545,6 +640,7 @@ impl Store {
         patch: &PatchBody,
         target: WriteTarget,
         dry_run: bool,
+        manager: &str,
     ) -> Result<(Value, bool), ApiError> {
         let resource_type = self.resources[key.resource].clone();
         if let PatchBody::Apply { body, .. } = patch {
@@ -560,14 +656,57 @@ impl Store {
                 }
             }
         }
+        let part = match target {
+            WriteTarget::Status => Part::Status,
+            WriteTarget::Main => Part::Main {
+                status_subresource: resource_type.status_subresource,
+            },
+            WriteTarget::Unrestricted => Part::Main {
+                status_subresource: false,
+            },
+        };
+        let api_version = resource_type.api_version();
+        let applied = |live: &Value| -> Result<Value, ApiError> {
+            let PatchBody::Apply {
+                body,
+                field_manager,
+                force,
+            } = patch
+            else {
+                unreachable!("only called for apply patches")
+            };
+            let writer = Writer {
+                manager: field_manager,
+                api_version: &api_version,
+                part,
+            };
+            let mut candidate = managed::apply(
+                live,
+                body,
+                &writer,
+                *force,
+                &resource_type.lists,
+                &now_rfc3339(),
+            )?;
+            // A resourceVersion in the configuration is a precondition, as for any update.
+            if let Some(version) = body.pointer("/metadata/resourceVersion").cloned() {
+                metadata_mut(&mut candidate).insert("resourceVersion".into(), version);
+            }
+            Ok(candidate)
+        };
         match self.objects.get(key) {
+            Some(old) if patch.creates_missing_object() => {
+                let candidate = applied(old)?;
+                self.update(key, candidate, target, dry_run, Ownership::Applied)
+                    .map(|object| (object, false))
+            }
             Some(old) => {
                 let candidate = patch.apply_to(old)?;
-                self.update(key, candidate, target, dry_run)
+                self.update(key, candidate, target, dry_run, Ownership::Update(manager))
                     .map(|object| (object, false))
             }
             None if patch.creates_missing_object() && target == WriteTarget::Main => {
-                let mut object = patch.apply_to(&json!({}))?;
+                let mut object = applied(&json!({}))?;
                 if !object.is_object() {
                     return Err(ApiError::bad_request("an apply patch must be an object"));
                 }
@@ -581,8 +720,22 @@ impl Store {
                     }
                     _ => metadata.insert("name".into(), key.name.clone().into()),
                 };
-                self.create(key.resource, &key.namespace, object, target, dry_run)
-                    .map(|object| (object, true))
+                if let Some(body) = patch.body() {
+                    for field in ["namespace", "name"] {
+                        if let Some(value) = body.pointer(&format!("/metadata/{field}")) {
+                            metadata_mut(&mut object).insert(field.into(), value.clone());
+                        }
+                    }
+                }
+                self.create(
+                    key.resource,
+                    &key.namespace,
+                    object,
+                    target,
+                    dry_run,
+                    Ownership::Applied,
+                )
+                .map(|object| (object, true))
             }
             None => Err(ApiError::not_found(&resource_type, &key.name)),
         }
@@ -625,6 +778,9 @@ impl Store {
         if options.propagation == Propagation::Orphan {
             self.orphan_dependents(&uid);
         }
+        if let Some(grace) = self.pod_grace(&resource_type, &old, options) {
+            return Ok(self.terminate_pod(key, old, grace));
+        }
         if finalizers(&old).is_empty() {
             return Ok(self.remove(key, old));
         }
@@ -655,6 +811,151 @@ impl Store {
             Some(old),
         );
         Ok(deleting)
+    }
+
+    /// A scheduled pod deleted with a grace period is not removed at once: the kubelet stops
+    /// its containers first. `None`: remove it now (not a pod, never scheduled, or grace 0).
+    fn pod_grace(
+        &self,
+        resource: &ResourceType,
+        pod: &Value,
+        options: &DeleteOptions,
+    ) -> Option<i64> {
+        if !(resource.group.is_empty() && resource.plural == "pods") {
+            return None;
+        }
+        pod.pointer("/spec/nodeName").and_then(Value::as_str)?;
+        let grace = options.grace_period_seconds.unwrap_or_else(|| {
+            pod.pointer("/spec/terminationGracePeriodSeconds")
+                .and_then(Value::as_i64)
+                .unwrap_or(30)
+        });
+        (grace > 0).then_some(grace)
+    }
+
+    /// Marks a pod Terminating with `grace` seconds; the kubelet removes it later (see
+    /// [`Store::finish_terminations`]). A second deletion can only shorten the grace.
+    fn terminate_pod(&mut self, key: &ObjectKey, old: Value, grace: i64) -> Value {
+        let shortest = self.pod_lifecycle.longest_termination;
+        let deadline =
+            std::time::Instant::now() + std::time::Duration::from_secs(grace as u64).min(shortest);
+        let previous = self.terminating.get(key).copied();
+        self.terminating
+            .insert(key.clone(), previous.map_or(deadline, |p| p.min(deadline)));
+        if old.pointer("/metadata/deletionTimestamp").is_some() {
+            return old;
+        }
+        let mut deleting = old.clone();
+        let stamp = (k8s_openapi::jiff::Timestamp::now()
+            + k8s_openapi::jiff::SignedDuration::from_secs(grace))
+        .strftime("%Y-%m-%dT%H:%M:%SZ")
+        .to_string();
+        let metadata = metadata_mut(&mut deleting);
+        metadata.insert("deletionTimestamp".into(), stamp.into());
+        metadata.insert("deletionGracePeriodSeconds".into(), grace.into());
+        let version = self.next_resource_version();
+        metadata_mut(&mut deleting).insert("resourceVersion".into(), version.to_string().into());
+        self.objects.insert(key.clone(), deleting.clone());
+        self.record(
+            version,
+            key.resource,
+            ChangeType::Modified,
+            deleting.clone(),
+            Some(old),
+        );
+        deleting
+    }
+
+    /// The kubelet's part: removes pods whose termination is over (finalizers still hold
+    /// them, as on a real node), and the workload controllers' part: creates the replacement
+    /// pods that are due. Called periodically by the server.
+    pub fn finish_terminations(&mut self, now: std::time::Instant) {
+        let done: Vec<ObjectKey> = self
+            .terminating
+            .iter()
+            .filter(|(_, deadline)| **deadline <= now)
+            .map(|(key, _)| key.clone())
+            .collect();
+        for key in done {
+            self.terminating.remove(&key);
+            let Some(pod) = self.objects.get(&key).cloned() else {
+                continue;
+            };
+            if finalizers(&pod).is_empty() {
+                self.remove(&key, pod);
+            }
+        }
+        let (due, later): (Vec<_>, Vec<_>) = std::mem::take(&mut self.replacements)
+            .into_iter()
+            .partition(|(at, _, _)| *at <= now);
+        self.replacements = later;
+        for (_, key, pod) in due {
+            let _ = self.create(
+                key.resource,
+                &key.namespace,
+                pod,
+                WriteTarget::Unrestricted,
+                false,
+                Ownership::Update("kube-controller-manager"),
+            );
+        }
+    }
+
+    /// When a pod of a StatefulSet or ReplicaSet that still exists is removed, schedules the
+    /// pod its controller would make: same template, new UID and IP.
+    fn schedule_replacement(&mut self, key: &ObjectKey, pod: &Value) {
+        let Some(delay) = self.pod_lifecycle.replace_after else {
+            return;
+        };
+        let resource = &self.resources[key.resource];
+        if !(resource.group.is_empty() && resource.plural == "pods") {
+            return;
+        }
+        let Some(owner) = pod
+            .pointer("/metadata/ownerReferences")
+            .and_then(Value::as_array)
+            .and_then(|refs| refs.iter().find(|r| r["controller"] == true))
+        else {
+            return;
+        };
+        let kind = owner["kind"].as_str().unwrap_or_default();
+        if !matches!(kind, "StatefulSet" | "ReplicaSet") {
+            return;
+        }
+        let owner_uid = owner["uid"].as_str().unwrap_or_default();
+        if !self.uid_exists(owner_uid) {
+            return;
+        }
+        self.next_pod_ip += 1;
+        let ip = format!("127.0.1.{}", self.next_pod_ip % 250 + 1);
+        let mut replacement = json!({
+            "apiVersion": "v1",
+            "kind": "Pod",
+            "metadata": {
+                "namespace": key.namespace,
+                "labels": pod.pointer("/metadata/labels").cloned().unwrap_or(json!({})),
+                "ownerReferences": [owner.clone()],
+            },
+            "spec": pod.get("spec").cloned().unwrap_or(json!({})),
+            "status": {
+                "phase": "Running",
+                "podIP": ip,
+                "podIPs": [{"ip": ip}],
+                "conditions": [{"type": "Ready", "status": "True"}],
+            },
+        });
+        let metadata = metadata_mut(&mut replacement);
+        if kind == "StatefulSet" {
+            metadata.insert("name".into(), key.name.clone().into());
+        } else {
+            let prefix = key
+                .name
+                .rsplit_once('-')
+                .map_or(key.name.as_str(), |(p, _)| p);
+            metadata.insert("generateName".into(), format!("{prefix}-").into());
+        }
+        let at = std::time::Instant::now() + delay;
+        self.replacements.push((at, key.clone(), replacement));
     }
 
     /// Deletes the dependents of a removed owner whose owners are all gone, as the garbage
@@ -745,7 +1046,13 @@ impl Store {
         match self.objects.get(&key) {
             Some(old) => {
                 let candidate = PatchBody::Merge(object).apply_to(old)?;
-                self.update(&key, candidate, WriteTarget::Unrestricted, false)
+                self.update(
+                    &key,
+                    candidate,
+                    WriteTarget::Unrestricted,
+                    false,
+                    Ownership::Update(TEST_HOOK_MANAGER),
+                )
             }
             None => self.create(
                 resource,
@@ -753,11 +1060,14 @@ impl Store {
                 object,
                 WriteTarget::Unrestricted,
                 false,
+                Ownership::Update(TEST_HOOK_MANAGER),
             ),
         }
     }
 
     fn remove(&mut self, key: &ObjectKey, mut object: Value) -> Value {
+        self.terminating.remove(key);
+        self.schedule_replacement(key, &object);
         let version = self.next_resource_version();
         metadata_mut(&mut object).insert("resourceVersion".into(), version.to_string().into());
         self.objects.remove(key);
@@ -791,7 +1101,13 @@ impl Store {
                 references.retain(|r| r.get("uid").and_then(Value::as_str) != Some(owner_uid));
             }
             // Cannot fail: the object exists and only its owner references change.
-            let _ = self.update(&key, orphan, WriteTarget::Unrestricted, false);
+            let _ = self.update(
+                &key,
+                orphan,
+                WriteTarget::Unrestricted,
+                false,
+                Ownership::Update("garbage-collector"),
+            );
         }
     }
 
