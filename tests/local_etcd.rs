@@ -199,3 +199,123 @@ fn killed_member_restarts_with_existing_state_and_catches_up() {
         Duration::from_secs(15)
     ));
 }
+
+/// Whether a TCP connection from node `from`'s namespace to node `to`'s peer port opens
+/// within a second.
+fn reaches(cluster: &LocalCluster, from: usize, to: usize) -> bool {
+    let target = format!("/dev/tcp/{}/2380", cluster.nodes()[to].ip);
+    cluster.nodes()[from]
+        .netns
+        .command("timeout")
+        .args(["1", "bash", "-c", &format!("exec 3<>{target}")])
+        .status()
+        .expect("bash runs")
+        .success()
+}
+
+/// The state letter of a process (`T` when stopped), from `/proc/PID/stat`.
+fn process_state(pid: u32) -> char {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    stat.rsplit_once(") ")
+        .and_then(|(_, rest)| rest.chars().next())
+        .unwrap_or('?')
+}
+
+async fn wait_until(what: &str, limit: Duration, mut check: impl FnMut() -> bool) {
+    let started = Instant::now();
+    while !check() {
+        assert!(
+            started.elapsed() < limit,
+            "timed out after {limit:?} waiting until {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+#[test]
+fn a_member_restarted_inside_a_partition_stays_cut_from_both_sides_and_inside_a_pause_is_paused_again()
+ {
+    use schism::engine::experiment::Backend;
+    use schism::engine::timeline::{FaultAction, FaultInstance};
+    use schism::local::LocalBackend;
+    use std::sync::Arc;
+
+    require(
+        "etcd restart inside faults",
+        &["ip", "nft", "tc", "iptables", "etcd", "bash", "timeout"],
+    );
+    runtime().block_on(async {
+        let cluster = Arc::new(LocalCluster::start(etcd_config()).await.expect("cluster starts"));
+        let mut backend = LocalBackend::new(Arc::clone(&cluster));
+        let names: Vec<String> = cluster.nodes().iter().map(|n| n.name.clone()).collect();
+        let shape = PartitionShape::Groups(vec![vec!["n1".into()], vec!["n2".into(), "n3".into()]]);
+        let plan = plan_partition(&shape, &names, &mut rng_from_seed(1)).unwrap();
+        let instance = |name: &str, action: FaultAction, targets: Vec<usize>, lasting: bool| FaultInstance {
+            fault_index: 0,
+            name: name.into(),
+            repeat: 0,
+            action,
+            targets,
+            inject_at: Duration::ZERO,
+            heal_at: lasting.then_some(Duration::from_secs(60)),
+        };
+        let deadline = Instant::now() + Duration::from_secs(60);
+        let split = instance("split", FaultAction::Partition(plan.clone()), plan.affected_nodes(), true);
+        backend.inject(0, &split, deadline).await.expect("partition");
+        assert!(!reaches(&cluster, 0, 1) && !reaches(&cluster, 1, 0), "n1 is cut off");
+
+        let first = cluster.node_pid(0).unwrap();
+        let kill = instance("kill", FaultAction::Kill { grace: Duration::ZERO }, vec![0], false);
+        backend.inject(1, &kill, deadline).await.expect("kill");
+        wait_until("n1 runs again", Duration::from_secs(20), || {
+            cluster.node_pid(0).is_some_and(|pid| pid != first)
+        })
+        .await;
+        // The restarted member is cut off still, on its own side and on its peers'.
+        for _ in 0..3 {
+            assert!(!reaches(&cluster, 0, 1), "the restarted n1 reaches n2");
+            assert!(!reaches(&cluster, 2, 0), "n3 reaches the restarted n1");
+            assert!(reaches(&cluster, 1, 2), "the majority stays connected");
+        }
+        backend.heal(0, &split).await.expect("heal");
+        let started = Instant::now();
+        while !(reaches(&cluster, 0, 1) && reaches(&cluster, 1, 0)) {
+            if started.elapsed() > Duration::from_secs(10) {
+                let rules = cluster.nodes()[0].netns.command("nft").args(["list", "ruleset"]).output().unwrap();
+                panic!(
+                    "n1 and n2 do not reach each other after the heal: n1->n2 {}, n2->n1 {}, n1 pid {:?}, n1 rules:\n{}\nlog: {}",
+                    reaches(&cluster, 0, 1),
+                    reaches(&cluster, 1, 0),
+                    cluster.node_pid(0),
+                    String::from_utf8_lossy(&rules.stdout),
+                    std::fs::read_to_string(&cluster.nodes()[0].log_path).unwrap_or_default().lines().rev().take(5).collect::<Vec<_>>().join("\n")
+                );
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+
+        // A pause of n2, then n2 killed and restarted: the new process is paused too.
+        let freeze = instance("freeze", FaultAction::Pause, vec![1], true);
+        backend.inject(2, &freeze, deadline).await.expect("pause");
+        let paused = cluster.node_pid(1).unwrap();
+        assert_eq!(process_state(paused), 'T');
+        let kill = instance("kill-paused", FaultAction::Kill { grace: Duration::ZERO }, vec![1], false);
+        backend.inject(3, &kill, deadline).await.expect("kill");
+        wait_until("n2 restarted and paused again", Duration::from_secs(20), || {
+            cluster.node_pid(1).is_some_and(|pid| pid != paused && process_state(pid) == 'T')
+        })
+        .await;
+        let notes = backend.notes(2);
+        assert!(notes.iter().any(|n| n.contains("paused again")), "{notes:?}");
+        backend.heal(2, &freeze).await.expect("heal the pause");
+        let resumed = cluster.node_pid(1).unwrap();
+        wait_until("n2 runs", Duration::from_secs(5), || process_state(resumed) != 'T').await;
+        assert!(backend.heal_all().await.is_empty());
+        drop(backend);
+        let cluster = Arc::try_unwrap(cluster).ok().expect("the backend let go of the cluster");
+        let names: Vec<String> = cluster.nodes().iter().map(|n| n.netns_name.clone()).collect();
+        cluster.teardown();
+        let listing = support::run("ip", &["netns", "list"]);
+        assert!(names.iter().all(|n| !listing.contains(n.as_str())), "{listing}");
+    });
+}

@@ -2,7 +2,7 @@
 
 use std::collections::HashMap;
 use std::path::PathBuf;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use tokio::task::JoinHandle;
@@ -13,12 +13,32 @@ use crate::engine::experiment::{Backend, NodeAddress};
 use crate::engine::timeline::{FaultAction, FaultInstance};
 
 /// Drives faults on a [`LocalCluster`].
+///
+/// A node that is killed and restarted keeps its network namespace, and with it every rule a
+/// partition, latency, loss or bandwidth fault put there, on its side and its peers'. Its
+/// process is new, though: a node restarted inside a pause's window is paused again, as a pod
+/// recreated in a cluster gets its faults again.
 pub struct LocalBackend {
     cluster: Arc<LocalCluster>,
     /// The run's prefix in fault ids, so that two concurrent runs never share a table name.
     id_prefix: String,
-    active: HashMap<usize, Vec<AppliedFault>>,
+    active: Arc<Mutex<HashMap<usize, ActiveFault>>>,
+    notes: Arc<Mutex<HashMap<usize, Vec<String>>>>,
+    epoch: Instant,
     restarts: Vec<(String, JoinHandle<Result<(), LocalError>>)>,
+}
+
+/// What an injected instance holds, and for a pause what to pause again after a restart.
+#[derive(Default)]
+struct ActiveFault {
+    faults: Vec<AppliedFault>,
+    pause: Option<PauseWindow>,
+}
+
+struct PauseWindow {
+    nodes: Vec<usize>,
+    id: FaultId,
+    deadline: Instant,
 }
 
 impl LocalBackend {
@@ -33,7 +53,9 @@ impl LocalBackend {
         Self {
             cluster,
             id_prefix,
-            active: HashMap::new(),
+            active: Arc::default(),
+            notes: Arc::default(),
+            epoch: Instant::now(),
             restarts: Vec::new(),
         }
     }
@@ -62,6 +84,9 @@ impl LocalBackend {
                 for node in targets {
                     let cluster = Arc::clone(&cluster);
                     let name = cluster.nodes()[node].name.clone();
+                    let active = Arc::clone(&self.active);
+                    let notes = Arc::clone(&self.notes);
+                    let epoch = self.epoch;
                     // The node stays down for the restart delay and comes back on its own; the
                     // timeline goes on meanwhile.
                     self.restarts.push((
@@ -70,7 +95,12 @@ impl LocalBackend {
                             if !grace.is_zero() {
                                 tokio::time::sleep(grace).await;
                             }
-                            cluster.kill_and_restart(node).await
+                            cluster.kill_and_restart(node).await?;
+                            tokio::task::spawn_blocking(move || {
+                                pause_again(&cluster, node, &active, &notes, epoch)
+                            })
+                            .await
+                            .map_err(|e| LocalError::Config(format!("pause task failed: {e}")))
                         }),
                     ));
                 }
@@ -101,6 +131,44 @@ impl LocalBackend {
             .await
             .map_err(|e| LocalError::Config(format!("fault task failed: {e}")))?,
         }
+    }
+}
+
+/// Pauses a restarted `node` again for every pause whose window is still open on it.
+fn pause_again(
+    cluster: &LocalCluster,
+    node: usize,
+    active: &Mutex<HashMap<usize, ActiveFault>>,
+    notes: &Mutex<HashMap<usize, Vec<String>>>,
+    epoch: Instant,
+) {
+    let name = cluster.nodes()[node].name.clone();
+    // Held while pausing, so a heal of the same instance cannot slip in between.
+    let mut active = active.lock().unwrap_or_else(|p| p.into_inner());
+    for (index, fault) in active.iter_mut() {
+        let Some(window) = fault
+            .pause
+            .as_ref()
+            .filter(|w| w.nodes.contains(&node) && w.deadline > Instant::now())
+        else {
+            continue;
+        };
+        let at = epoch.elapsed().as_secs_f64();
+        let note = match cluster.pause_node(node, &window.id, window.deadline) {
+            Ok(applied) => {
+                fault.faults.push(applied);
+                format!("node {name} restarted; paused again at {at:.1}s")
+            }
+            Err(error) => {
+                format!("node {name} restarted; pausing it again failed at {at:.1}s: {error}")
+            }
+        };
+        notes
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .entry(*index)
+            .or_default()
+            .push(note);
     }
 }
 
@@ -179,19 +247,53 @@ impl Backend for LocalBackend {
             .map(|n| n.name.clone())
             .collect();
         let detail = describe(instance, &applied, &names);
-        self.active.insert(index, applied);
+        let pause = matches!(instance.action, FaultAction::Pause).then(|| PauseWindow {
+            nodes: instance.targets.clone(),
+            id: self.fault_id(index),
+            deadline,
+        });
+        self.active
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(
+                index,
+                ActiveFault {
+                    faults: applied,
+                    pause,
+                },
+            );
         Ok(detail)
     }
 
     async fn heal(&mut self, index: usize, _instance: &FaultInstance) -> Result<(), String> {
-        let faults = self.active.remove(&index).unwrap_or_default();
+        let faults = self
+            .active
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(&index)
+            .unwrap_or_default()
+            .faults;
         tokio::task::spawn_blocking(move || heal_faults(faults))
             .await
             .map_err(|e| e.to_string())?
     }
 
+    fn notes(&mut self, index: usize) -> Vec<String> {
+        self.notes
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(&index)
+            .unwrap_or_default()
+    }
+
     async fn heal_all(&mut self) -> Vec<String> {
-        let faults: Vec<AppliedFault> = self.active.drain().flat_map(|(_, f)| f).collect();
+        let faults: Vec<AppliedFault> = self
+            .active
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .drain()
+            .flat_map(|(_, f)| f.faults)
+            .collect();
         let mut errors = match tokio::task::spawn_blocking(move || heal_faults(faults)).await {
             Ok(Ok(())) => Vec::new(),
             Ok(Err(e)) => vec![e],
