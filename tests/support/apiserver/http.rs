@@ -479,12 +479,42 @@ fn start_watch(
         }
         stream
     };
-    tokio::spawn(stream.run(lines_sender));
+    match shared.watch_lag {
+        None => {
+            tokio::spawn(stream.run(lines_sender));
+        }
+        Some(lag) => {
+            // A lagging watch: each event arrives up to `lag` late, in order, and every watch
+            // lags on its own, so different caches see the same changes at different times.
+            let (direct, mut delayed) = mpsc::channel::<Bytes>(64);
+            tokio::spawn(stream.run(direct));
+            tokio::spawn(async move {
+                let mut due = tokio::time::Instant::now();
+                while let Some(line) = delayed.recv().await {
+                    due = due.max(tokio::time::Instant::now() + random_below(lag));
+                    tokio::time::sleep_until(due).await;
+                    if lines_sender.send(line).await.is_err() {
+                        return;
+                    }
+                }
+            });
+        }
+    }
     Ok(Response::builder()
         .status(StatusCode::OK)
         .header(hyper::header::CONTENT_TYPE, "application/json")
         .body(ResponseBody::Streaming(lines))
         .expect("static response parts are valid"))
+}
+
+/// A random duration below `limit`.
+fn random_below(limit: Duration) -> Duration {
+    use std::hash::{BuildHasher, Hasher};
+    let random = std::collections::hash_map::RandomState::new()
+        .build_hasher()
+        .finish();
+    let nanos = limit.as_nanos().max(1) as u64;
+    Duration::from_nanos(random % nanos)
 }
 
 /// A watch response made of `events` only, ending right after them.

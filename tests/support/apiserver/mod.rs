@@ -106,6 +106,8 @@ pub(crate) struct Shared {
     /// Bumped to end every open watch stream.
     watch_epoch: signal::Sender<u64>,
     bookmark_interval: Duration,
+    /// Watch events arrive up to this late (a lagging cache), when set.
+    watch_lag: Option<Duration>,
 }
 
 impl Shared {
@@ -127,6 +129,7 @@ pub struct ApiServerBuilder {
     history_capacity: usize,
     bookmark_interval: Duration,
     pod_lifecycle: PodLifecycle,
+    watch_lag: Option<Duration>,
 }
 
 impl ApiServerBuilder {
@@ -171,6 +174,13 @@ impl ApiServerBuilder {
         self
     }
 
+    /// Delivers every watch event up to `lag` late (each watch on its own, in order), as a
+    /// busy API server or a slow network does: caches built from watches lag behind reads.
+    pub fn watch_lag(mut self, lag: Duration) -> Self {
+        self.watch_lag = Some(lag);
+        self
+    }
+
     /// Binds 127.0.0.1 on a random port and starts serving.
     pub async fn start(self) -> ApiServer {
         let (removed_owners, mut removed_owner_uids) = mpsc::unbounded_channel();
@@ -184,6 +194,7 @@ impl ApiServerBuilder {
             requests: Mutex::new(Vec::new()),
             watch_epoch,
             bookmark_interval: self.bookmark_interval,
+            watch_lag: self.watch_lag,
         });
         let listener = TcpListener::bind("127.0.0.1:0")
             .await
@@ -273,6 +284,7 @@ impl ApiServer {
                 longest_termination: Duration::from_millis(300),
                 replace_after: None,
             },
+            watch_lag: None,
         }
     }
 
@@ -334,6 +346,22 @@ impl ApiServer {
             name: name.to_string(),
         };
         store.delete(&key, &DeleteOptions::default()).ok()
+    }
+
+    /// Deletes an object with no grace period, as the kubelet does once a pod's containers
+    /// have stopped (finalizers still hold it). Returns `None` if it did not exist.
+    pub fn delete_now(&self, resource: &str, namespace: Option<&str>, name: &str) -> Option<Value> {
+        let mut store = self.shared.store();
+        let key = ObjectKey {
+            resource: resolve(&store, resource),
+            namespace: namespace.unwrap_or_default().to_string(),
+            name: name.to_string(),
+        };
+        let options = DeleteOptions {
+            grace_period_seconds: Some(0),
+            ..DeleteOptions::default()
+        };
+        store.delete(&key, &options).ok()
     }
 
     /// Every request received so far, in order.
