@@ -58,7 +58,9 @@ class Checker:
             if doc.get("kind") in NAMESPACED and not meta.get("namespace"):
                 self.fail(f"{doc['kind']}/{meta.get('name')} has no explicit namespace")
 
+        runner_namespaces = sorted(set(targets) | set(self.values["runner"].get("namespaces") or []))
         self.check_rbac(targets, watch)
+        self.check_runner_rbac(runner_namespaces)
         images = set()
         deployment = self.one("Deployment", "-controller")
         if deployment:
@@ -139,6 +141,29 @@ class Checker:
         if bool(leader) != bool(self.values["controller"]["leaderElection"]):
             self.fail("the leader-election Role does not follow controller.leaderElection")
 
+    def check_runner_rbac(self, namespaces):
+        (role,) = [r for r in self.of_kind("ClusterRole") if r["metadata"]["name"].endswith("-runner")] or [None]
+        if role is None:
+            self.fail("expected one ClusterRole named *-runner")
+            return
+        name = role["metadata"]["name"]
+        bindings = [b for b in self.of_kind("RoleBinding") + self.of_kind("ClusterRoleBinding")
+                    if b["roleRef"]["name"] == name]
+        if any(b["kind"] != "RoleBinding" for b in bindings):
+            self.fail("the runner's role must only be bound by RoleBindings, namespace by namespace")
+        bound = sorted(b["metadata"]["namespace"] for b in bindings)
+        if bound != namespaces:
+            self.fail(f"the runner's role must be bound in exactly {namespaces}, found {bound}")
+        accounts = {(d["metadata"]["namespace"], d["metadata"]["name"]) for d in self.of_kind("ServiceAccount")}
+        for binding in bindings:
+            namespace = binding["metadata"]["namespace"]
+            for subject in binding.get("subjects", []):
+                if subject.get("namespace") != namespace or subject["name"] != name:
+                    self.fail(f"RoleBinding {namespace}/{name}: the subject must be the runner "
+                              f"ServiceAccount of that namespace, got {subject}")
+                elif self.values["serviceAccount"]["create"] and (namespace, name) not in accounts:
+                    self.fail(f"no runner ServiceAccount {namespace}/{name} is rendered")
+
     def check_controller(self, deployment, values, allowed, watch):
         pod = deployment["spec"]["template"]["spec"]
         (container,) = pod["containers"]
@@ -183,8 +208,16 @@ class Checker:
             self.fail(f"controller: expected {want or 'no --allowed-namespaces'}, got {allowed_arg}")
         if bool(watch) != any(a == f"--watch-namespace={watch}" for a in args):
             self.fail("controller: --watch-namespace must follow controller.watchNamespace")
-        if deployment["spec"]["replicas"] > 1 and not values["leaderElection"]:
-            self.fail("controller: several replicas without leader election")
+        if f"--runner-image={container['image']}" not in args:
+            self.fail("controller: runner pods must run the controller's own image (--runner-image)")
+        runner_roles = [r["metadata"]["name"] for r in self.of_kind("ClusterRole")
+                        if r["metadata"]["name"].endswith("-runner")]
+        if runner_roles and f"--runner-service-account={runner_roles[0]}" not in args:
+            self.fail("controller: --runner-service-account must name the runner's ServiceAccount")
+        # Readiness must not wait for leadership, or a rolling update never finishes.
+        strategy = deployment["spec"].get("strategy", {})
+        if strategy.get("type") != "RollingUpdate" or strategy.get("rollingUpdate", {}).get("maxUnavailable") != 0:
+            self.fail("controller: expected a RollingUpdate that keeps a Ready replica (maxUnavailable 0)")
         return container["image"]
 
     def check_agent(self, daemonset, values, targets):

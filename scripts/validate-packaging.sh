@@ -86,14 +86,13 @@ for values in "${value_sets[@]}"; do
   echo "== chart with $name values: lint --strict, $objects objects valid on Kubernetes 1.30 and latest, chart rules hold"
 done
 
-# -- Values that would make an unsafe installation are refused.
-if "$helm" template schism "$chart" --set controller.replicas=2 \
-  --set controller.leaderElection=false >"$work/out" 2>&1; then
-  fail "helm template accepted two replicas without leader election"
+# -- Values that would make a broken installation are refused.
+if "$helm" template schism "$chart" --set 'runner.namespaces={Not_A_Namespace}' >"$work/out" 2>&1; then
+  fail "helm template accepted a runner namespace that is not a namespace name"
 fi
-grep -q "needs controller.leaderElection" "$work/out" \
-  || { cat "$work/out" >&2; fail "unexpected error for two replicas without leader election"; }
-echo "== chart refuses several controller replicas without leader election"
+grep -q "runner.namespaces: \"Not_A_Namespace\" is not a namespace name" "$work/out" \
+  || { cat "$work/out" >&2; fail "unexpected error for a bad runner namespace"; }
+echo "== chart refuses runner namespaces that are not namespace names"
 
 # -- Example manifests: Chaos objects against the CRD schema, cluster manifests against the
 # Kubernetes API.

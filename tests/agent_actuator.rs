@@ -24,6 +24,7 @@ fn key(name: &str) -> LeaseKey {
     LeaseKey {
         namespace: "demo".into(),
         name: name.into(),
+        uid: format!("uid-of-{name}"),
     }
 }
 

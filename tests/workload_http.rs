@@ -1,87 +1,16 @@
 //! The HTTP workload client against a small key-value service on loopback: templated paths
 //! and bodies, the JSON pointer for reads, success statuses, and how failures are classified.
 
-use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+#[path = "support/kv_service.rs"]
+mod kv_service;
 
+use std::sync::Arc;
+
+use kv_service::{Lateness, Store, serve};
 use schism::api::{HttpMethod, HttpRequestTemplate, HttpWorkload};
 use schism::workload::http::HttpKvClient;
 use schism::workload::{Datum, KvClient, OpError, Reply, Request};
-use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::TcpListener;
-
-type Store = Arc<Mutex<HashMap<String, String>>>;
-
-/// A key-value service: GET /kv/K → {"value": V} or 404; PUT /kv/K {"value": V};
-/// POST /kv/K/cas {"expect": E, "value": V} → 200, or 409 when the value is not E.
-async fn serve(listener: TcpListener, store: Store) {
-    loop {
-        let Ok((socket, _)) = listener.accept().await else {
-            return;
-        };
-        let store = Arc::clone(&store);
-        tokio::spawn(async move {
-            let mut reader = BufReader::new(socket);
-            let mut request_line = String::new();
-            if reader.read_line(&mut request_line).await.unwrap_or(0) == 0 {
-                return;
-            }
-            let mut length = 0;
-            loop {
-                let mut header = String::new();
-                reader.read_line(&mut header).await.unwrap();
-                if header.trim().is_empty() {
-                    break;
-                }
-                if let Some(value) = header.to_ascii_lowercase().strip_prefix("content-length:") {
-                    length = value.trim().parse().unwrap();
-                }
-            }
-            let mut body = vec![0; length];
-            reader.read_exact(&mut body).await.unwrap();
-            let body: serde_json::Value = serde_json::from_slice(&body).unwrap_or_default();
-            let mut parts = request_line.split_whitespace();
-            let (method, path) = (parts.next().unwrap_or(""), parts.next().unwrap_or(""));
-            let (status, answer) = {
-                let mut store = store.lock().unwrap();
-                match (
-                    method,
-                    path.strip_prefix("/kv/").unwrap_or("").split_once("/cas"),
-                ) {
-                    ("GET", None) => match store.get(path.strip_prefix("/kv/").unwrap()) {
-                        Some(v) => (200, serde_json::json!({"value": v}).to_string()),
-                        None => (404, String::new()),
-                    },
-                    ("PUT", None) => {
-                        store.insert(
-                            path.strip_prefix("/kv/").unwrap().to_owned(),
-                            body["value"].as_str().unwrap_or_default().to_owned(),
-                        );
-                        (200, String::new())
-                    }
-                    ("POST", Some((key, _))) => {
-                        let current = store.get(key).cloned().unwrap_or_default();
-                        if current == body["expect"].as_str().unwrap_or_default() {
-                            store.insert(
-                                key.to_owned(),
-                                body["value"].as_str().unwrap_or_default().to_owned(),
-                            );
-                            (200, String::new())
-                        } else {
-                            (409, String::new())
-                        }
-                    }
-                    _ => (400, String::new()),
-                }
-            };
-            let response = format!(
-                "HTTP/1.1 {status} X\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{answer}",
-                answer.len()
-            );
-            let _ = reader.get_mut().write_all(response.as_bytes()).await;
-        });
-    }
-}
 
 fn templates() -> HttpWorkload {
     let template = |method, path: &str, body: Option<&str>| HttpRequestTemplate {
@@ -90,6 +19,7 @@ fn templates() -> HttpWorkload {
         body: body.map(str::to_owned),
         value_pointer: Some("/value".into()),
         success_status: None,
+        mismatch_status: None,
     };
     HttpWorkload {
         read: template(HttpMethod::Get, "/kv/{key}", None),
@@ -110,7 +40,7 @@ async fn client_and_store() -> (HttpKvClient, Store) {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let port = listener.local_addr().unwrap().port();
     let store = Store::default();
-    tokio::spawn(serve(listener, Arc::clone(&store)));
+    tokio::spawn(serve(listener, Arc::clone(&store), Lateness::default()));
     (
         HttpKvClient::new(reqwest::Client::new(), "127.0.0.1", port, templates(), true),
         store,
@@ -159,6 +89,28 @@ async fn a_refused_comparison_is_an_unknown_outcome_and_a_failed_read_a_failure(
         client.perform("absent", &Request::Read).await,
         Err(OpError::Failed(_))
     ));
+}
+
+#[tokio::test]
+async fn a_comparison_refused_with_a_mismatch_status_is_a_definite_not_swapped() {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let store = Store::default();
+    tokio::spawn(serve(listener, Arc::clone(&store), Lateness::default()));
+    let mut templates = templates();
+    if let Some(cas) = templates.cas.as_mut() {
+        cas.mismatch_status = Some(vec![409]);
+    }
+    let client = HttpKvClient::new(reqwest::Client::new(), "127.0.0.1", port, templates, true);
+    let cas = Request::Cas {
+        from: Datum::Int(1),
+        to: Datum::Int(2),
+    };
+    assert_eq!(client.perform("k3", &cas).await, Ok(Reply::Swapped(false)));
+    assert!(
+        store.lock().unwrap().get("k3").is_none(),
+        "nothing was written"
+    );
 }
 
 #[tokio::test]

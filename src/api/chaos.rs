@@ -101,6 +101,57 @@ pub struct ChaosSpec {
     /// once every fault ran and was healed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub assertions: Option<Assertions>,
+
+    /// The runner pod that carries out the experiment in a cluster (one Job per generation):
+    /// its resources, and where it may be scheduled. Unset fields take the operator's defaults
+    /// (the Helm chart's `runner` values). Ignored by `schism run`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub runner: Option<RunnerSpec>,
+}
+
+/// Requests and limits of the runner's container, as in a pod spec.
+#[derive(JsonSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct RunnerResources {
+    /// What the scheduler reserves for the runner.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub requests: Option<ResourceAmounts>,
+    /// The most the runner may use; past `memory` the kernel kills it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub limits: Option<ResourceAmounts>,
+}
+
+/// CPU and memory amounts, as Kubernetes quantities.
+#[derive(JsonSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct ResourceAmounts {
+    /// CPU, e.g. `500m` or `2`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(regex(pattern = r"^[0-9]+(\.[0-9]+)?m?$"))]
+    pub cpu: Option<String>,
+    /// Memory, e.g. `512Mi` or `2Gi`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(regex(pattern = r"^[0-9]+(\.[0-9]+)?(k|M|G|T|P|E|Ki|Mi|Gi|Ti|Pi|Ei)?$"))]
+    pub memory: Option<String>,
+}
+
+/// Where and with what the runner pod of an experiment runs.
+#[derive(JsonSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct RunnerSpec {
+    /// CPU and memory of the runner's container. The consistency check's memory budget is a
+    /// share of `limits.memory`: a history too big for it ends Inconclusive, never in an OOM
+    /// kill of anything else.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resources: Option<RunnerResources>,
+
+    /// Node labels the runner pod must be scheduled on.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub node_selector: BTreeMap<String, String>,
+
+    /// Taints the runner pod tolerates.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub tolerations: Vec<k8s_openapi::api::core::v1::Toleration>,
 }
 
 /// The workload under test. Exactly one field must be set.
@@ -561,6 +612,13 @@ pub struct HttpRequestTemplate {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(length(min = 1, max = 64), inner(range(min = 100, max = 599)))]
     pub success_status: Option<Vec<i32>>,
+    /// For the `cas` request only: status codes that mean the comparison failed and nothing
+    /// was written (e.g. `409` or `412`). Such a CAS is recorded as a definite "not swapped",
+    /// which the checker holds the history to; without this list it is recorded as an
+    /// unknown outcome, since another status cannot be told apart from an error.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 64), inner(range(min = 100, max = 599)))]
+    pub mismatch_status: Option<Vec<i32>>,
 }
 
 /// HTTP methods a request template may use.

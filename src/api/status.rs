@@ -54,6 +54,21 @@ pub struct ChaosStatus {
     /// Where the full report (history, HTML) is stored.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub report: Option<ReportRef>,
+    /// The Job and pod running this generation's experiment (in a cluster).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub runner: Option<RunnerRef>,
+}
+
+/// The runner of an experiment in a cluster.
+#[derive(JsonSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct RunnerRef {
+    /// The Job, in the Chaos's namespace (`kubectl logs job/NAME`). Written by the controller.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub job: Option<String>,
+    /// The pod that claimed the run. Written by the runner when it starts the run.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pod: Option<String>,
 }
 
 /// The phase of an experiment.

@@ -38,7 +38,9 @@ pub enum Command {
     /// Print the CustomResourceDefinitions as YAML (what `crds/` holds).
     Crd,
     /// Run the operator's controller (in the cluster).
-    Controller(controller::ControllerArgs),
+    Controller(Box<controller::ControllerArgs>),
+    /// Run one experiment in a cluster, end to end (the controller's runner Jobs run this).
+    Runner(crate::operator::runner::RunnerArgs),
     /// Run the node agent (DaemonSet, hostPID, privileged): applies this node's FaultLeases.
     Agent(crate::operator::agent::AgentArgs),
     /// Wait for a Chaos's verdict and print a summary: exit 0 Pass, 1 Fail, 2 Inconclusive,
@@ -64,7 +66,8 @@ pub fn run(cli: Cli) -> i32 {
                 1
             }
         },
-        Command::Controller(args) => controller::run(&args),
+        Command::Controller(args) => controller::run(&args, cli.log_json),
+        Command::Runner(args) => crate::operator::runner::run(&args),
         Command::Agent(args) => crate::operator::agent::run(&args),
         Command::Wait(args) => wait::wait(&args),
         Command::Report(args) => wait::report(&args),

@@ -175,6 +175,7 @@ async fn run_async(args: &RunArgs) -> Result<Verdict, String> {
         check_timeout: args.check_timeout,
         record_history: !args.no_history,
         progress: !args.quiet,
+        stop: None,
     };
     let mut backend = LocalBackend::new(Arc::clone(&cluster));
     let outcome = experiment::run(spec, plan, &mut backend, &settings).await;

@@ -8,7 +8,7 @@ use k8s_openapi::api::core::v1::ConfigMap;
 use kube::{Api, Client};
 
 use crate::api::{Chaos, ChaosStatus, Phase, Verdict};
-use crate::operator::controller::report_store;
+use crate::operator::runner::report_store;
 
 /// Arguments of `schism wait`.
 #[derive(clap::Args, Debug)]

@@ -55,6 +55,11 @@ pub trait Backend {
     ) -> impl Future<Output = Result<(), String>>;
     /// Heals whatever is still active; returns the errors.
     fn heal_all(&mut self) -> impl Future<Output = Vec<String>>;
+    /// What happened to instance `index` after it was injected, for its timeline entry: a
+    /// fault given again to a pod or node that was recreated inside its window, say.
+    fn notes(&mut self, _index: usize) -> Vec<String> {
+        Vec::new()
+    }
 }
 
 /// Settings of a run that are not part of the spec.
@@ -70,6 +75,9 @@ pub struct RunSettings {
     pub record_history: bool,
     /// Print a live progress line on standard error.
     pub progress: bool,
+    /// When this turns true the run stops early: every fault is healed at once, the workload
+    /// and probes stop, and the check (if it started) is cancelled. The outcome says so.
+    pub stop: Option<watch::Receiver<bool>>,
 }
 
 /// One fault injection as it happened, with offsets from the window's start.
@@ -112,6 +120,28 @@ pub struct ExperimentOutcome {
     pub ops_per_second: f64,
     /// Every assertion and how it came out.
     pub checks: Vec<super::verdict::AssertionCheck>,
+    /// The run was stopped before its end (see [`RunSettings::stop`]); its verdict covers only
+    /// what was recorded.
+    pub stopped: bool,
+}
+
+/// Waits `duration`, or less if `stop` turns true; returns whether it did.
+async fn wait_unless_stopped(stop: &mut Option<watch::Receiver<bool>>, duration: Duration) -> bool {
+    match stop {
+        None => {
+            tokio::time::sleep(duration).await;
+            false
+        }
+        Some(stop) => {
+            if *stop.borrow() {
+                return true;
+            }
+            tokio::select! {
+                _ = tokio::time::sleep(duration) => *stop.borrow(),
+                changed = stop.changed() => changed.is_ok() && *stop.borrow(),
+            }
+        }
+    }
 }
 
 fn now() -> Time {
@@ -167,10 +197,15 @@ pub async fn run<B: Backend>(
         .collect();
     let mut progress = Progress::new(settings.progress, epoch, window);
     let mut active = 0usize;
-    for (at, step) in timeline.steps() {
+    let mut stop = settings.stop.clone();
+    let mut stopped = false;
+    'timeline: for (at, step) in timeline.steps() {
         while epoch.elapsed() < at {
             let left = at - epoch.elapsed();
-            tokio::time::sleep(left.min(Duration::from_millis(500))).await;
+            if wait_unless_stopped(&mut stop, left.min(Duration::from_millis(500))).await {
+                stopped = true;
+                break 'timeline;
+            }
             progress.show("Running", &counters, active);
         }
         match step {
@@ -216,15 +251,28 @@ pub async fn run<B: Backend>(
                 }
                 spans[i].healed = Some(epoch.elapsed());
                 records[i].healed_at = Some(now());
+                add_notes(&mut spans[i], &mut records[i], backend.notes(i));
             }
         }
         progress.show("Running", &counters, active);
     }
-    while epoch.elapsed() < window {
-        tokio::time::sleep((window - epoch.elapsed()).min(Duration::from_millis(500))).await;
+    while !stopped && epoch.elapsed() < window {
+        let left = (window - epoch.elapsed()).min(Duration::from_millis(500));
+        stopped = wait_unless_stopped(&mut stop, left).await;
         progress.show("Running", &counters, active);
     }
     let leftovers = backend.heal_all().await;
+    // Faults still open when the run stopped early get their notes too.
+    for (i, instance) in timeline.instances.iter().enumerate() {
+        if instance.heal_at.is_some()
+            && spans[i].healed.is_none()
+            && records[i].injected_at.is_some()
+        {
+            spans[i].healed = Some(epoch.elapsed());
+            records[i].healed_at = Some(now());
+            add_notes(&mut spans[i], &mut records[i], backend.notes(i));
+        }
+    }
     let _ = stop_workload.send(true);
     // Probes go on a little past the window so recovery after the last heal is measured.
     let tail = spec
@@ -234,8 +282,8 @@ pub async fn run<B: Backend>(
         .map(|r| r.get() + Duration::from_secs(1))
         .unwrap_or(Duration::from_secs(1));
     let window_end = epoch.elapsed();
-    while epoch.elapsed() < window_end + tail {
-        tokio::time::sleep(Duration::from_millis(200)).await;
+    while !stopped && epoch.elapsed() < window_end + tail {
+        stopped = wait_unless_stopped(&mut stop, Duration::from_millis(200)).await;
         progress.show("Recovering", &counters, 0);
     }
     let _ = stop_probes.send(true);
@@ -273,6 +321,14 @@ pub async fn run<B: Backend>(
         .filter(|op| op.outcome == check::Outcome::Ok)
         .count();
     let consistency = match (&spec.workload, consistency_asserted) {
+        (Some(workload), true) if stopped => Some(ConsistencySummary {
+            model: workload_model_name(workload.model),
+            operations: history.ops.len() as i64,
+            indeterminate: history.indeterminate() as i64,
+            result: ConsistencyResult::Unknown,
+            anomaly: Some("the run was stopped before its end; the history was not checked".into()),
+            ..Default::default()
+        }),
         // A history with holes could be judged wrongly either way: it is not checked.
         (Some(workload), true) if workload_error.is_some() => Some(ConsistencySummary {
             model: workload_model_name(workload.model),
@@ -297,11 +353,26 @@ pub async fn run<B: Backend>(
             let mut options = CheckOptions::new(check_model(workload.model));
             options.timeout = Some(settings.check_timeout);
             options.max_memory = settings.check_memory;
+            // A stop during the check reaches the search as a cancellation.
+            let cancel = Arc::new(std::sync::atomic::AtomicBool::new(false));
+            options.cancel = Some(Arc::clone(&cancel));
+            let canceller = stop.clone().map(|mut stop| {
+                let cancel = Arc::clone(&cancel);
+                tokio::spawn(async move {
+                    if stop.wait_for(|s| *s).await.is_ok() {
+                        cancel.store(true, Ordering::Relaxed);
+                    }
+                })
+            });
             let checked_history = history.clone();
             let result = tokio::task::spawn_blocking(move || {
                 check::check_history(&checked_history, &options)
             })
             .await;
+            if let Some(canceller) = canceller {
+                canceller.abort();
+            }
+            stopped |= cancel.load(Ordering::Relaxed);
             Some(match result {
                 Ok(Ok(outcome)) => {
                     let summary = consistency_summary(&history, &outcome);
@@ -350,8 +421,8 @@ pub async fn run<B: Backend>(
         .collect();
     fault_errors.extend(leftovers.into_iter().map(|e| format!("final heal: {e}")));
     let Decision {
-        verdict,
-        reasons,
+        mut verdict,
+        mut reasons,
         checks,
     } = decide(
         &spec.assertions.clone().unwrap_or_default(),
@@ -359,6 +430,16 @@ pub async fn run<B: Backend>(
         availability.as_ref(),
         &fault_errors,
     );
+    if stopped {
+        // What was recorded may still prove a violation; nothing less than Fail is final.
+        if verdict == crate::api::Verdict::Pass {
+            verdict = crate::api::Verdict::Inconclusive;
+        }
+        reasons.insert(
+            0,
+            "the run was stopped before the end of its chaos window and check".into(),
+        );
+    }
     let reasons = bounded_reasons(reasons);
     let omitted = records.len().saturating_sub(api::MAX_TIMELINE_ENTRIES);
     records.truncate(api::MAX_TIMELINE_ENTRIES);
@@ -385,7 +466,22 @@ pub async fn run<B: Backend>(
         nodes,
         ops_per_second,
         checks,
+        stopped,
     }
+}
+
+/// Appends what the backend noted about a fault to its timeline entry.
+fn add_notes(span: &mut FaultSpan, record: &mut FaultRecord, notes: Vec<String>) {
+    if notes.is_empty() {
+        return;
+    }
+    let joined = notes.join("; ");
+    let detail = match &span.detail {
+        Some(detail) => format!("{detail}; {joined}"),
+        None => joined,
+    };
+    span.detail = Some(detail.clone());
+    record.detail = Some(detail);
 }
 
 /// Most reasons kept in a status; the rest are counted in the last line.

@@ -162,6 +162,35 @@ pub async fn lead(
     })
 }
 
+/// Gives the lease up if this replica holds it, so a successor leads at once instead of
+/// waiting out the lease (a rolling upgrade hands over in seconds). Best effort: a lease that
+/// cannot be released simply expires.
+pub async fn release(client: Client, namespace: &str, name: &str, identity: &str) {
+    let api: Api<Lease> = Api::namespaced(client, namespace);
+    let released = async {
+        let Some(mut lease) = api.get_opt(name).await? else {
+            return Ok::<_, kube::Error>(());
+        };
+        let Some(spec) = lease.spec.as_mut() else {
+            return Ok(());
+        };
+        if spec.holder_identity.as_deref() != Some(identity) {
+            return Ok(());
+        }
+        spec.holder_identity = None;
+        spec.renew_time = None;
+        // The resourceVersion from the read keeps this from clearing a successor's hold.
+        api.replace(name, &PostParams::default(), &lease)
+            .await
+            .map(drop)
+    };
+    match tokio::time::timeout(CALL_TIMEOUT, released).await {
+        Ok(Ok(())) => tracing::info!(lease = name, "leader lease released"),
+        Ok(Err(error)) => tracing::warn!(%error, "cannot release the leader lease"),
+        Err(_) => tracing::warn!("releasing the leader lease took too long"),
+    }
+}
+
 /// This replica's identity: the pod name, else the host name, else the process id.
 pub fn identity() -> String {
     std::env::var("POD_NAME")

@@ -36,11 +36,11 @@ pub struct ErrorLabels {
 pub struct Metrics {
     registry: Registry,
     experiments: Family<ExperimentLabels, Gauge>,
-    /// Faults active across every experiment.
-    pub active_faults: Gauge,
+    /// Experiments whose faults are active right now.
+    active_faults: Gauge,
     reconcile_errors: Family<ErrorLabels, Counter>,
     reconcile_seconds: Histogram,
-    by_object: Mutex<HashMap<String, ExperimentLabels>>,
+    by_object: Mutex<HashMap<String, (ExperimentLabels, bool)>>,
     ready: AtomicBool,
 }
 
@@ -57,8 +57,8 @@ impl Default for Metrics {
             experiments.clone(),
         );
         registry.register(
-            "active_faults",
-            "Faults active right now",
+            "experiments_with_active_faults",
+            "Experiments whose faults are active right now",
             active_faults.clone(),
         );
         registry.register(
@@ -84,17 +84,20 @@ impl Default for Metrics {
 }
 
 impl Metrics {
-    /// Records an object's phase and verdict (`None` when it is gone).
-    pub fn set_experiment(&self, key: &str, labels: Option<ExperimentLabels>) {
+    /// Records an object's phase and verdict, and whether its faults are active (`None`
+    /// when it is gone).
+    pub fn set_experiment(&self, key: &str, labels: Option<ExperimentLabels>, faults_active: bool) {
         let mut by_object = self.by_object.lock().unwrap_or_else(|p| p.into_inner());
         match labels {
-            Some(l) => by_object.insert(key.to_owned(), l),
+            Some(l) => by_object.insert(key.to_owned(), (l, faults_active)),
             None => by_object.remove(key),
         };
         self.experiments.clear();
-        for labels in by_object.values() {
+        for (labels, _) in by_object.values() {
             self.experiments.get_or_create(labels).inc();
         }
+        self.active_faults
+            .set(by_object.values().filter(|(_, active)| *active).count() as i64);
     }
 
     /// Counts a failed reconciliation.
@@ -111,7 +114,8 @@ impl Metrics {
         self.reconcile_seconds.observe(took.as_secs_f64());
     }
 
-    /// Marks the process ready (it leads and its watches are running).
+    /// Marks the process ready: it reaches the API and serves. Leadership does not count: a
+    /// standby replica is ready, or a rolling upgrade could never finish.
     pub fn set_ready(&self, ready: bool) {
         self.ready.store(ready, Ordering::Relaxed);
     }
@@ -189,16 +193,22 @@ mod tests {
             phase: "Completed".into(),
             verdict: "Pass".into(),
         };
-        metrics.set_experiment("a", Some(done.clone()));
-        metrics.set_experiment("b", Some(done));
+        metrics.set_experiment("a", Some(done.clone()), false);
+        metrics.set_experiment("b", Some(done), false);
         metrics.set_experiment(
             "c",
             Some(ExperimentLabels {
                 phase: "Running".into(),
                 verdict: String::new(),
             }),
+            true,
         );
-        metrics.set_experiment("c", None);
+        assert!(
+            metrics
+                .render()
+                .contains("schism_experiments_with_active_faults 1")
+        );
+        metrics.set_experiment("c", None, false);
         metrics.reconcile_failed("kube");
         let text = metrics.render();
         assert!(

@@ -114,20 +114,13 @@ pub fn selector_matches(selector: &LabelSelector, labels: &BTreeMap<String, Stri
     labels_match && expressions_match
 }
 
-/// The target's ready pods, sorted by name (so a seed picks the same pods every time), within
-/// the blast radius. `selector` is the workload's pod selector (for a Deployment or
-/// StatefulSet target) or `spec.target.selector`.
-pub fn resolve(
-    target: &Target,
+/// The pods that `selector` matches and that are ready, in name order.
+pub fn ready_pods<'a>(
     selector: &LabelSelector,
-    pods: &[Pod],
-    radius: &BlastRadius,
-) -> Result<Vec<TargetPod>, TargetError> {
-    if target.local.is_some() {
-        return Err(TargetError::LocalTarget);
-    }
+    pods: impl IntoIterator<Item = &'a Pod>,
+) -> Vec<TargetPod> {
     let mut chosen: Vec<TargetPod> = pods
-        .iter()
+        .into_iter()
         .filter(|p| {
             selector_matches(
                 selector,
@@ -151,6 +144,22 @@ pub fn resolve(
         })
         .collect();
     chosen.sort_by(|a, b| a.name.cmp(&b.name));
+    chosen
+}
+
+/// The target's ready pods, sorted by name (so a seed picks the same pods every time), within
+/// the blast radius. `selector` is the workload's pod selector (for a Deployment or
+/// StatefulSet target) or `spec.target.selector`.
+pub fn resolve(
+    target: &Target,
+    selector: &LabelSelector,
+    pods: &[Pod],
+    radius: &BlastRadius,
+) -> Result<Vec<TargetPod>, TargetError> {
+    if target.local.is_some() {
+        return Err(TargetError::LocalTarget);
+    }
+    let chosen = ready_pods(selector, pods);
     if chosen.is_empty() {
         let what = match (&target.deployment, &target.stateful_set) {
             (Some(d), _) => format!("deployment {d}"),

@@ -37,7 +37,7 @@ impl HttpKvClient {
         value: &str,
         expected: &str,
         is_read: bool,
-    ) -> Result<String, OpError> {
+    ) -> Result<Answer, OpError> {
         let fill = |text: &str, encode: bool| {
             let esc = |s: &str| {
                 if encode {
@@ -77,8 +77,14 @@ impl HttpKvClient {
             Some(codes) => codes.iter().any(|c| *c == i32::from(status)),
             None => (200..300).contains(&status),
         };
+        let mismatch = template
+            .mismatch_status
+            .as_ref()
+            .is_some_and(|codes| codes.iter().any(|c| *c == i32::from(status)));
         if ok {
-            Ok(text)
+            Ok(Answer::Success(text))
+        } else if mismatch {
+            Ok(Answer::Mismatch)
         } else if is_read {
             Err(OpError::Failed(format!("HTTP {status}")))
         } else {
@@ -90,7 +96,11 @@ impl HttpKvClient {
     async fn run(&self, key: &str, request: &Request) -> Result<Reply, OpError> {
         match request {
             Request::Read => {
-                let body = self.send(&self.templates.read, key, "", "", true).await?;
+                let Answer::Success(body) =
+                    self.send(&self.templates.read, key, "", "", true).await?
+                else {
+                    return Err(OpError::Failed("a read cannot mismatch".into()));
+                };
                 Ok(Reply::Value(extract(
                     &body,
                     self.templates.read.value_pointer.as_deref(),
@@ -106,12 +116,15 @@ impl HttpKvClient {
                 let Some(template) = &self.templates.cas else {
                     return Err(OpError::Failed("no cas template".into()));
                 };
-                // A CAS template signals a failed comparison with a status outside
-                // successStatus; the workload cannot tell that apart from an error, so it is
-                // recorded as unknown rather than as a definite "false".
-                self.send(template, key, &to.to_wire(), &from.to_wire(), false)
-                    .await?;
-                Ok(Reply::Swapped(true))
+                // A failed comparison is definite only with the statuses mismatchStatus names;
+                // any other refusal is recorded as unknown (see `send`).
+                match self
+                    .send(template, key, &to.to_wire(), &from.to_wire(), false)
+                    .await?
+                {
+                    Answer::Success(_) => Ok(Reply::Swapped(true)),
+                    Answer::Mismatch => Ok(Reply::Swapped(false)),
+                }
             }
             Request::Append(_) => Err(OpError::Failed("the http client has no append".into())),
         }
@@ -122,6 +135,14 @@ impl KvClient for HttpKvClient {
     fn perform<'a>(&'a self, key: &'a str, request: &'a Request) -> OpFuture<'a> {
         Box::pin(self.run(key, request))
     }
+}
+
+/// What a request's status said.
+enum Answer {
+    /// A success status, with the body.
+    Success(String),
+    /// A `mismatchStatus`: the CAS's comparison failed, nothing was written.
+    Mismatch,
 }
 
 /// Takes the value out of a read's response: the JSON pointer's target, or the whole body.

@@ -48,6 +48,18 @@ app.kubernetes.io/instance: {{ .Release.Name }}
 {{- default (printf "%s-agent" (include "schism.fullname" .)) .Values.serviceAccount.agent }}
 {{- end }}
 
+{{- define "schism.runnerServiceAccount" -}}
+{{- default (printf "%s-runner" (include "schism.fullname" .)) .Values.serviceAccount.runner }}
+{{- end }}
+
+{{/*
+Namespaces prepared for runner pods (a ServiceAccount and a RoleBinding each), as a JSON list:
+where experiments may run, plus runner.namespaces.
+*/}}
+{{- define "schism.runnerNamespaces" -}}
+{{- concat (include "schism.targetNamespaces" . | fromJsonArray) .Values.runner.namespaces | uniq | toJson }}
+{{- end }}
+
 {{/* The coordination Lease the controller replicas compete for. */}}
 {{- define "schism.leaderLease" -}}
 {{- printf "%s-controller" (include "schism.fullname" .) }}
@@ -69,15 +81,17 @@ empty means cluster-wide.
 
 {{/* Checks on values that would otherwise make an unsafe or broken installation. */}}
 {{- define "schism.validate" -}}
-{{- if and (gt (int .Values.controller.replicas) 1) (not .Values.controller.leaderElection) }}
-{{- fail "controller.replicas > 1 needs controller.leaderElection: two unelected controllers would run the same experiments twice" }}
-{{- end }}
 {{- if lt (int .Values.controller.maxPods) 1 }}
 {{- fail "controller.maxPods must be at least 1" }}
 {{- end }}
 {{- range .Values.controller.allowedNamespaces }}
 {{- if not (regexMatch "^[a-z0-9]([-a-z0-9]*[a-z0-9])?$" .) }}
 {{- fail (printf "controller.allowedNamespaces: %q is not a namespace name" .) }}
+{{- end }}
+{{- end }}
+{{- range .Values.runner.namespaces }}
+{{- if not (regexMatch "^[a-z0-9]([-a-z0-9]*[a-z0-9])?$" .) }}
+{{- fail (printf "runner.namespaces: %q is not a namespace name" .) }}
 {{- end }}
 {{- end }}
 {{- end }}

@@ -558,6 +558,22 @@ fn check_workload(workload: &Workload, out: &mut Vec<Problem>) {
             ("cas", http.cas.as_ref()),
         ] {
             let Some(template) = template else { continue };
+            if field != "cas" && template.mismatch_status.is_some() {
+                out.push(Problem::new(
+                    &format!("{path}.http.{field}.mismatchStatus"),
+                    "only the cas request can fail a comparison; remove it here",
+                ));
+            }
+            if let (Some(success), Some(mismatch)) = (
+                template.success_status.as_ref(),
+                template.mismatch_status.as_ref(),
+            ) && let Some(both) = mismatch.iter().find(|s| success.contains(s))
+            {
+                out.push(Problem::new(
+                    &format!("{path}.http.{field}.mismatchStatus"),
+                    format!("{both} is also in successStatus; a status cannot mean both"),
+                ));
+            }
             let allowed: &[&str] = match field {
                 "read" => &["key"],
                 "write" => &["key", "value"],

@@ -24,6 +24,9 @@ pub struct LeaseKey {
     pub namespace: String,
     /// Name of the lease.
     pub name: String,
+    /// UID of the lease: a lease deleted and made again under the same name is another
+    /// lease, and the fault the agent holds for the old one is not the new one's.
+    pub uid: String,
 }
 
 impl LeaseKey {
@@ -32,6 +35,7 @@ impl LeaseKey {
         Self {
             namespace: lease.metadata.namespace.clone().unwrap_or_default(),
             name: lease.metadata.name.clone().unwrap_or_default(),
+            uid: lease.metadata.uid.clone().unwrap_or_default(),
         }
     }
 }

@@ -108,29 +108,13 @@ pub fn run(args: &AgentArgs) -> i32 {
         let client = Client::try_default()
             .await
             .map_err(|error| AgentError::Config(error.to_string()))?;
-        run_agent(client, config, termination_signal()).await
+        run_agent(client, config, crate::operator::termination_signal()).await
     });
     match outcome {
         Ok(()) => 0,
         Err(error) => {
             eprintln!("schism agent: {error}");
             1
-        }
-    }
-}
-
-/// Resolves on SIGTERM (what the kubelet sends) or Ctrl-C.
-async fn termination_signal() {
-    use tokio::signal::unix::{SignalKind, signal};
-    match signal(SignalKind::terminate()) {
-        Ok(mut terminate) => {
-            tokio::select! {
-                _ = terminate.recv() => {}
-                _ = tokio::signal::ctrl_c() => {}
-            }
-        }
-        Err(_) => {
-            let _ = tokio::signal::ctrl_c().await;
         }
     }
 }

@@ -1,49 +1,53 @@
-//! The controller: reconciles `Chaos` objects. Each reconciliation reads the object and what
-//! this process knows of its run, asks [`decide`] for the next step, and carries it out:
-//! starting the engine (with [`backend::KubeBackend`] as its backend), publishing progress and
-//! the verdict by server-side apply of the status, and — through kube's finalizer helper —
-//! healing every fault before a deleted Chaos may go.
+//! The controller: reconciles `Chaos` objects into runner Jobs. It validates a Chaos and
+//! checks its blast radius, creates one runner Job per generation, concludes a generation
+//! whose runner died without a verdict, and — through kube's finalizer helper — stops the
+//! runner and heals every fault before a deleted Chaos may go. The experiment itself runs in
+//! the runner's pod (`schism runner`), so the controller holds no run state: restarting or
+//! upgrading it, or running two at once, changes nothing about a running experiment.
+//!
+//! * [`decide`] — pure: the next step;
+//! * [`job`] — pure: the runner Job;
+//! * [`runner_state`] — pure: how a runner is doing, and why it died;
+//! * [`status`] — pure: the controller's status writes.
 
-pub mod backend;
 pub mod decide;
-pub mod report_store;
-pub mod targets;
+pub mod job;
+pub mod runner_state;
+pub mod status;
 
-use std::collections::HashMap;
-use std::sync::atomic::Ordering;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use futures::StreamExt;
-use k8s_openapi::api::apps::v1::{Deployment, StatefulSet};
-use k8s_openapi::api::core::v1::{ConfigMap, Pod};
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, Time};
+use k8s_openapi::api::batch::v1::Job;
+use k8s_openapi::api::core::v1::{Pod, ServiceAccount};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use k8s_openapi::jiff::Timestamp;
-use kube::api::{DeleteParams, ListParams, Patch, PatchParams};
+use kube::api::{DeleteParams, ListParams, Patch, PatchParams, PostParams, PropagationPolicy};
 use kube::runtime::controller::{Action, Controller};
-use kube::runtime::events::{Event, EventType, Recorder, Reporter};
+use kube::runtime::events::EventType;
 use kube::runtime::finalizer::{Event as Finalizer, finalizer};
 use kube::runtime::reflector::ObjectRef;
 use kube::runtime::watcher;
 use kube::{Api, Client, Resource, ResourceExt};
 
-use self::backend::{KubeBackend, LEASE_CHAOS_LABEL, RunProgress};
-use self::decide::{RunState, Step, decide};
-use self::targets::{BlastRadius, TargetPod};
+use self::decide::{Step, decide};
+use self::job::RunnerTemplate;
+use super::events::EventSink;
+use super::labels::{
+    CHAOS_NAME_ANNOTATION, CHAOS_UID_LABEL, COMPONENT_LABEL, CONTROLLER_MANAGER, GENERATION_LABEL,
+    RUNNER_COMPONENT,
+};
+use super::lookup;
 use super::metrics::{ExperimentLabels, Metrics};
-use crate::api::{Chaos, ChaosStatus, FaultLease, LEASE_FINALIZER, validate::semantic};
-use crate::engine::experiment::{self, ExperimentOutcome, RunSettings};
-use crate::engine::timeline;
+use super::targets::{self, BlastRadius};
+use crate::api::{Chaos, FaultLease, LEASE_FINALIZER, validate::semantic};
 
-/// The finalizer that keeps a Chaos until its faults are healed.
+/// The finalizer that keeps a Chaos until its runner is stopped and its faults are healed.
 pub const CHAOS_FINALIZER: &str = "schism.dev/heal-faults";
-/// The one field manager of every status write.
-pub const FIELD_MANAGER: &str = "schism-controller";
-/// How often a running experiment's status is refreshed.
-const PROGRESS_INTERVAL: Duration = Duration::from_secs(2);
-/// How long past its deadline a lease may keep its finalizer before the controller assumes
-/// the agent is gone (the data plane's kernel timeouts and the agent's start-up reaper cover
-/// what it left).
+/// How long past its deadline a lease (or past its deletion a runner pod) may hold deletion
+/// up before the controller assumes its node is gone (the data plane's kernel timeouts and the
+/// agent's start-up reaper cover what it left).
 pub const AGENT_GRACE: Duration = Duration::from_secs(30);
 
 /// Why a reconciliation failed.
@@ -52,8 +56,8 @@ pub enum Error {
     /// An API call failed.
     #[error("kubernetes API: {0}")]
     Kube(#[from] kube::Error),
-    /// Deletion waits for agents to revert leases.
-    #[error("waiting for {0} fault lease(s) to be reverted")]
+    /// Deletion waits for runners to stop and agents to revert leases.
+    #[error("waiting for {0} runner pod(s) and fault lease(s) to go")]
     Reverting(usize),
     /// The finalizer helper failed.
     #[error("finalizer: {0}")]
@@ -71,118 +75,43 @@ impl Error {
     }
 }
 
-/// (namespace, pod name) → the running Chaos that targets the pod.
-type PodIndex = HashMap<(String, String), ObjectRef<Chaos>>;
-
-/// A run under way in this process.
-struct RunHandle {
-    /// The engine; taken out once it finished.
-    task: Option<tokio::task::JoinHandle<ExperimentOutcome>>,
-    /// The finished outcome, kept until its status is written: a failed write is retried
-    /// with the same outcome instead of losing it.
-    outcome: Option<Result<Box<ExperimentOutcome>, String>>,
-    progress: Arc<RunProgress>,
-}
-
 /// What every reconciliation shares.
 pub struct Context {
     /// The API client.
     pub client: Client,
     /// The operator's limits.
     pub radius: BlastRadius,
-    /// Budget of each linearizability check.
-    pub check_timeout: Duration,
+    /// How runner pods are made.
+    pub runner: RunnerTemplate,
     /// Metrics.
     pub metrics: Arc<Metrics>,
-    /// How long past a lease's deadline the controller waits for its agent.
+    /// How long past a deadline the controller waits for an agent or a runner pod.
     pub agent_grace: Duration,
-    reporter: Reporter,
-    runs: Mutex<HashMap<String, RunHandle>>,
-    /// Which running Chaos targets which pod, so a pod's change wakes its Chaos.
-    pod_targets: Arc<Mutex<PodIndex>>,
 }
 
 impl Context {
-    /// A context for a controller with these limits.
+    /// A context for a controller with these limits and runner template.
     pub fn new(
         client: Client,
         radius: BlastRadius,
-        check_timeout: Duration,
+        runner: RunnerTemplate,
         metrics: Arc<Metrics>,
     ) -> Self {
-        let reporter = Reporter {
-            controller: FIELD_MANAGER.into(),
-            instance: std::env::var("POD_NAME").ok(),
-        };
         Self {
             client,
             radius,
-            check_timeout,
+            runner,
             metrics,
             agent_grace: AGENT_GRACE,
-            reporter,
-            runs: Mutex::default(),
-            pod_targets: Arc::default(),
         }
     }
 
-    fn recorder(&self) -> Recorder {
-        Recorder::new(self.client.clone(), self.reporter.clone())
-    }
-
-    fn run_state(&self, uid: &str) -> RunState {
-        let runs = self.runs.lock().unwrap_or_else(|p| p.into_inner());
-        match runs.get(uid) {
-            None => RunState::None,
-            Some(handle)
-                if handle.outcome.is_some()
-                    || handle.task.as_ref().is_none_or(|t| t.is_finished()) =>
-            {
-                RunState::Finished(Box::default())
-            }
-            Some(handle) => RunState::Running {
-                active_faults: handle.progress.active_faults.load(Ordering::Relaxed),
-                checking: handle.progress.window_over.load(Ordering::Relaxed),
-            },
-        }
-    }
-
-    fn track_pods(&self, chaos: &Chaos, pods: &[TargetPod]) {
-        let namespace = chaos.namespace().unwrap_or_default();
-        let mut index = self.pod_targets.lock().unwrap_or_else(|p| p.into_inner());
-        for pod in pods {
-            index.insert(
-                (namespace.clone(), pod.name.clone()),
-                ObjectRef::from_obj(chaos),
-            );
-        }
-    }
-
-    fn untrack_pods(&self, chaos: &Chaos) {
-        let own = ObjectRef::from_obj(chaos);
-        self.pod_targets
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .retain(|_, c| *c != own);
-    }
-
-    fn take_run(&self, uid: &str) -> Option<RunHandle> {
-        self.runs
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .remove(uid)
-    }
-}
-
-impl Drop for Context {
-    /// A controller that stops takes its runs with it; their leases expire at their deadlines
-    /// and a successor marks the runs as lost.
-    fn drop(&mut self) {
-        for (_, run) in self.runs.lock().unwrap_or_else(|p| p.into_inner()).drain() {
-            if let Some(task) = run.task {
-                task.abort();
-            }
-        }
+    fn events(&self, chaos: &Chaos) -> EventSink {
+        EventSink::new(
+            self.client.clone(),
+            CONTROLLER_MANAGER,
+            chaos.object_ref(&()),
+        )
     }
 }
 
@@ -190,53 +119,12 @@ fn now() -> Time {
     Time(Timestamp::now())
 }
 
-/// Event notes are limited to 1 KiB by the API server.
-const MAX_EVENT_NOTE: usize = 1000;
-
-/// Cuts an event note to what the API server accepts.
-pub(crate) fn bounded_note(mut note: String) -> String {
-    if note.len() > MAX_EVENT_NOTE {
-        let mut cut = MAX_EVENT_NOTE - 3;
-        while !note.is_char_boundary(cut) {
-            cut -= 1;
-        }
-        note.truncate(cut);
-        note.push('…');
-    }
-    note
+fn chaos_api(ctx: &Context, chaos: &Chaos) -> Api<Chaos> {
+    Api::namespaced(ctx.client.clone(), &chaos.namespace().unwrap_or_default())
 }
 
-async fn publish(ctx: &Context, chaos: &Chaos, type_: EventType, reason: &str, note: String) {
-    let note = bounded_note(note);
-    let event = Event {
-        type_,
-        reason: reason.into(),
-        note: Some(note),
-        action: "Reconcile".into(),
-        secondary: None,
-    };
-    if let Err(e) = ctx.recorder().publish(&event, &chaos.object_ref(&())).await {
-        tracing::warn!(error = %e, "cannot publish an event");
-    }
-}
-
-async fn write_status(ctx: &Context, chaos: &Chaos, status: ChaosStatus) -> Result<(), Error> {
-    let api: Api<Chaos> =
-        Api::namespaced(ctx.client.clone(), &chaos.namespace().unwrap_or_default());
-    let patch = serde_json::json!({"apiVersion": crate::api::API_VERSION, "kind": "Chaos", "status": status});
-    api.patch_status(
-        &chaos.name_any(),
-        &PatchParams::apply(FIELD_MANAGER).force(),
-        &Patch::Apply(&patch),
-    )
-    .await?;
-    let labels = ExperimentLabels {
-        phase: status.phase.map(|p| format!("{p:?}")).unwrap_or_default(),
-        verdict: status.verdict.map(|v| format!("{v:?}")).unwrap_or_default(),
-    };
-    ctx.metrics
-        .set_experiment(&chaos.uid().unwrap_or_default(), Some(labels));
-    Ok(())
+fn uid_of(chaos: &Chaos) -> String {
+    chaos.uid().unwrap_or_default()
 }
 
 /// Every problem of the spec that keeps it from running in this cluster.
@@ -254,118 +142,101 @@ fn problems(chaos: &Chaos, radius: &BlastRadius) -> Vec<String> {
     problems
 }
 
-/// The target's pod selector, and for a StatefulSet its governing service (for stable names).
-async fn target_selector(
-    client: &Client,
-    chaos: &Chaos,
-) -> Result<(LabelSelector, Option<String>), String> {
-    let namespace = chaos.namespace().unwrap_or_default();
-    let target = &chaos.spec.target;
-    if let Some(name) = &target.deployment {
-        let deployment = Api::<Deployment>::namespaced(client.clone(), &namespace)
-            .get_opt(name)
-            .await
-            .map_err(|e| e.to_string())?;
-        let deployment = deployment
-            .ok_or_else(|| format!("deployment {name} not found in namespace {namespace}"))?;
-        return Ok((
-            deployment.spec.map(|s| s.selector).unwrap_or_default(),
-            None,
-        ));
-    }
-    if let Some(name) = &target.stateful_set {
-        let set = Api::<StatefulSet>::namespaced(client.clone(), &namespace)
-            .get_opt(name)
-            .await
-            .map_err(|e| e.to_string())?;
-        let set =
-            set.ok_or_else(|| format!("statefulSet {name} not found in namespace {namespace}"))?;
-        let spec = set.spec.unwrap_or_default();
-        return Ok((spec.selector, spec.service_name.filter(|s| !s.is_empty())));
-    }
-    Ok((target.selector.clone().unwrap_or_default(), None))
+fn record_metrics(ctx: &Context, chaos: &Chaos) {
+    let status = chaos.status.as_ref();
+    let labels = ExperimentLabels {
+        phase: status
+            .and_then(|s| s.phase)
+            .map(|p| format!("{p:?}"))
+            .unwrap_or_else(|| "Pending".into()),
+        verdict: status
+            .and_then(|s| s.verdict)
+            .map(|v| format!("{v:?}"))
+            .unwrap_or_default(),
+    };
+    let faults_active = status.is_some_and(|s| {
+        s.conditions
+            .iter()
+            .any(|c| c.type_ == super::conditions::FAULTS_ACTIVE && c.status == "True")
+    });
+    ctx.metrics
+        .set_experiment(&uid_of(chaos), Some(labels), faults_active);
 }
 
-async fn start(chaos: Arc<Chaos>, ctx: &Arc<Context>) -> Result<Action, Error> {
+/// The runner Job of the current generation, and its pods.
+async fn current_runner(ctx: &Context, chaos: &Chaos) -> Result<(Option<Job>, Vec<Pod>), Error> {
     let namespace = chaos.namespace().unwrap_or_default();
-    let (selector, service) = match target_selector(&ctx.client, &chaos).await {
-        Ok(found) => found,
-        Err(message) => return reject(&chaos, ctx, "TargetNotFound", message).await,
-    };
-    let pods = Api::<Pod>::namespaced(ctx.client.clone(), &namespace)
-        .list(&ListParams::default())
+    let generation = chaos.metadata.generation.unwrap_or(0);
+    let name = job::job_name(&chaos.name_any(), &uid_of(chaos), generation);
+    let job = Api::<Job>::namespaced(ctx.client.clone(), &namespace)
+        .get_opt(&name)
         .await?;
-    let chosen: Vec<TargetPod> =
-        match targets::resolve(&chaos.spec.target, &selector, &pods.items, &ctx.radius) {
-            Ok(chosen) => chosen,
-            Err(e) => {
-                let reason = match e {
-                    targets::TargetError::TooManyPods { .. } => "BlastRadiusExceeded",
-                    targets::TargetError::NamespaceNotAllowed { .. } => "NamespaceNotAllowed",
-                    targets::TargetError::NoPods(_) => "NoTargetPods",
-                    targets::TargetError::LocalTarget => "LocalTarget",
-                };
-                return reject(&chaos, ctx, reason, e.to_string()).await;
-            }
-        };
-    let seed = chaos.spec.seed.unwrap_or_else(|| {
-        (Timestamp::now().as_nanosecond() as i64 ^ i64::from(std::process::id())).abs()
-    });
-    let names: Vec<String> = chosen.iter().map(|p| p.name.clone()).collect();
-    let plan = match timeline::build(&chaos.spec, &names, seed as u64) {
-        Ok(plan) => plan,
-        Err(e) => return reject(&chaos, ctx, "PlanImpossible", e.to_string()).await,
+    let Some(job) = job else {
+        return Ok((None, Vec::new()));
     };
-    let hosts: Vec<String> = chosen
-        .iter()
-        .map(|p| match &service {
-            // StatefulSet pods keep their DNS name across restarts; their IP does not.
-            Some(service) => format!("{}.{service}.{namespace}.svc", p.name),
-            None => p.ip.clone(),
+    let job_uid = job.uid().unwrap_or_default();
+    let pods = Api::<Pod>::namespaced(ctx.client.clone(), &namespace)
+        .list(&ListParams::default().labels(&runner_selector(chaos, Some(generation))))
+        .await?
+        .items
+        .into_iter()
+        // Only pods of this very Job (not of an earlier Job of the same name).
+        .filter(|pod| {
+            pod.owner_references()
+                .iter()
+                .any(|owner| owner.uid == job_uid)
+                || pod.owner_references().is_empty()
         })
         .collect();
-    ctx.track_pods(&chaos, &chosen);
-    let progress = Arc::new(RunProgress::default());
-    let mut backend = KubeBackend::new(
-        ctx.client.clone(),
-        Arc::clone(&chaos),
-        chosen,
-        hosts,
-        ctx.recorder(),
-        Arc::clone(&progress),
+    Ok((Some(job), pods))
+}
+
+fn runner_selector(chaos: &Chaos, generation: Option<i64>) -> String {
+    let mut selector = format!(
+        "{CHAOS_UID_LABEL}={},{COMPONENT_LABEL}={RUNNER_COMPONENT}",
+        uid_of(chaos)
     );
-    let settings = RunSettings {
-        seed: seed as u64,
-        check_memory: None,
-        check_timeout: ctx.check_timeout,
-        record_history: true,
-        progress: false,
-    };
-    let spec = chaos.spec.clone();
-    let task =
-        tokio::spawn(async move { experiment::run(&spec, plan, &mut backend, &settings).await });
-    ctx.runs.lock().unwrap_or_else(|p| p.into_inner()).insert(
-        chaos.uid().unwrap_or_default(),
-        RunHandle {
-            task: Some(task),
-            outcome: None,
-            progress: Arc::clone(&progress),
-        },
-    );
-    write_status(ctx, &chaos, decide::started(&chaos, seed, &now())).await?;
-    publish(
-        ctx,
-        &chaos,
-        EventType::Normal,
-        "Started",
-        format!(
-            "chaos window of {} opened on {} pod(s), seed {seed}",
-            chaos.spec.duration,
-            names.len()
-        ),
-    )
-    .await;
-    Ok(Action::requeue(PROGRESS_INTERVAL))
+    if let Some(generation) = generation {
+        selector.push_str(&format!(",{GENERATION_LABEL}={generation}"));
+    }
+    selector
+}
+
+/// Deletes the runner Jobs of other generations than the current one: a new generation
+/// supersedes a run that is still going (its runner heals and stops).
+async fn stop_older_runners(ctx: &Context, chaos: &Chaos) -> Result<(), Error> {
+    let api = Api::<Job>::namespaced(ctx.client.clone(), &chaos.namespace().unwrap_or_default());
+    let current = chaos.metadata.generation.unwrap_or(0).to_string();
+    let jobs = api
+        .list(&ListParams::default().labels(&runner_selector(chaos, None)))
+        .await?;
+    for job in jobs.items {
+        let generation = job
+            .labels()
+            .get(GENERATION_LABEL)
+            .cloned()
+            .unwrap_or_default();
+        let finished = job.status.as_ref().is_some_and(|s| {
+            s.conditions
+                .iter()
+                .flatten()
+                .any(|c| (c.type_ == "Complete" || c.type_ == "Failed") && c.status == "True")
+        });
+        if generation != current && !finished {
+            api.delete(&job.name_any(), &DeleteParams::background())
+                .await
+                .map(drop)
+                .or_else(ignore_not_found)?;
+        }
+    }
+    Ok(())
+}
+
+fn ignore_not_found(error: kube::Error) -> Result<(), kube::Error> {
+    match error {
+        kube::Error::Api(e) if e.code == 404 => Ok(()),
+        other => Err(other),
+    }
 }
 
 async fn reject(
@@ -374,163 +245,169 @@ async fn reject(
     reason: &'static str,
     message: String,
 ) -> Result<Action, Error> {
-    write_status(
-        ctx,
-        chaos,
-        decide::rejected(chaos, reason, &message, &now()),
-    )
-    .await?;
-    publish(ctx, chaos, EventType::Warning, reason, message).await;
+    stop_older_runners(ctx, chaos).await?;
+    let patch = status::rejection(chaos, reason, &message, &now());
+    match chaos_api(ctx, chaos)
+        .patch_status(
+            &chaos.name_any(),
+            &PatchParams::default(),
+            &Patch::Merge(&patch),
+        )
+        .await
+    {
+        Ok(_) => {}
+        // The object changed since this (cached) read: decide again on the new one.
+        Err(kube::Error::Api(e)) if e.code == 409 => return Ok(Action::requeue(Duration::ZERO)),
+        Err(e) => return Err(e.into()),
+    }
+    ctx.events(chaos)
+        .publish(EventType::Warning, reason, "Reject", message)
+        .await;
     Ok(Action::await_change())
 }
 
-/// The finished run's outcome, awaiting the engine task the first time.
-async fn finished_outcome(
-    ctx: &Context,
-    uid: &str,
-) -> Option<Result<Box<ExperimentOutcome>, String>> {
-    let task = {
-        let mut runs = ctx.runs.lock().unwrap_or_else(|p| p.into_inner());
-        let handle = runs.get_mut(uid)?;
-        if let Some(outcome) = &handle.outcome {
-            return Some(outcome.as_ref().cloned().map_err(Clone::clone));
+/// Starts the current generation: the blast radius first (rejected, never trimmed), then
+/// the runner Job, made only if absent.
+async fn start(chaos: &Chaos, ctx: &Context) -> Result<Action, Error> {
+    let namespace = chaos.namespace().unwrap_or_default();
+    let account = &ctx.runner.service_account;
+    if Api::<ServiceAccount>::namespaced(ctx.client.clone(), &namespace)
+        .get_opt(account)
+        .await?
+        .is_none()
+    {
+        let message = format!(
+            "namespace {namespace} has no ServiceAccount {account} for runner pods: add the namespace to the chart's controller.allowedNamespaces (or runner.namespaces), or run `kubectl create serviceaccount {account} -n {namespace}` and `kubectl create rolebinding {account} -n {namespace} --clusterrole={account} --serviceaccount={namespace}:{account}`"
+        );
+        return reject(chaos, ctx, "RunnerNotInstalled", message).await;
+    }
+    if let Err(error) = lookup::resolve_target(&ctx.client, chaos, &ctx.radius).await {
+        return reject(chaos, ctx, error.reason, error.message).await;
+    }
+    stop_older_runners(ctx, chaos).await?;
+    let job = job::runner_job(chaos, &ctx.runner);
+    let name = job.name_any();
+    let jobs = Api::<Job>::namespaced(ctx.client.clone(), &namespace);
+    match jobs.create(&PostParams::default(), &job).await {
+        Ok(_) => {
+            ctx.events(chaos)
+                .publish(
+                    EventType::Normal,
+                    "RunnerCreated",
+                    &format!("Create {name}"),
+                    format!(
+                        "runner Job {name} created for generation {}",
+                        chaos.metadata.generation.unwrap_or_default()
+                    ),
+                )
+                .await;
         }
-        handle.task.take()?
-    };
-    let outcome = task
-        .await
-        .map(Box::new)
-        .map_err(|e| format!("the experiment task failed: {e}"));
-    let mut runs = ctx.runs.lock().unwrap_or_else(|p| p.into_inner());
-    let handle = runs.get_mut(uid)?;
-    handle.outcome = Some(outcome);
-    handle
-        .outcome
-        .as_ref()
-        .map(|o| o.as_ref().cloned().map_err(Clone::clone))
+        // Another controller (a rolling upgrade's other half) made it: one Job either way.
+        Err(kube::Error::Api(e)) if e.code == 409 => {}
+        Err(e) => return Err(e.into()),
+    }
+    let patch = serde_json::json!({
+        "apiVersion": crate::api::API_VERSION,
+        "kind": "Chaos",
+        "status": {"runner": {"job": name}},
+    });
+    chaos_api(ctx, chaos)
+        .patch_status(
+            &chaos.name_any(),
+            &PatchParams::apply(CONTROLLER_MANAGER),
+            &Patch::Apply(&patch),
+        )
+        .await?;
+    Ok(Action::await_change())
 }
 
-async fn finish(chaos: &Chaos, ctx: &Context) -> Result<Action, Error> {
-    let uid = chaos.uid().unwrap_or_default();
-    let Some(outcome) = finished_outcome(ctx, &uid).await else {
+/// Concludes the current generation Inconclusive because its runner can no longer write,
+/// after a fresh read shows it still has no outcome.
+async fn conclude(
+    chaos: &Chaos,
+    ctx: &Context,
+    message: String,
+    stop_runner: bool,
+) -> Result<Action, Error> {
+    let api = chaos_api(ctx, chaos);
+    let Some(fresh) = api.get_opt(&chaos.name_any()).await? else {
         return Ok(Action::await_change());
     };
-    let outcome = match outcome {
-        Ok(outcome) => outcome,
-        Err(message) => {
-            // The engine crashed: whatever it had injected is revoked before anything else.
-            revoke_leases(chaos, ctx).await?;
-            write_status(
-                ctx,
-                chaos,
-                decide::rejected(chaos, "RunFailed", &message, &now()),
-            )
-            .await?;
-            ctx.take_run(&uid);
-            ctx.untrack_pods(chaos);
-            return Ok(Action::await_change());
-        }
-    };
-    let report = report_store::build(chaos, &outcome);
-    let report_name = report.metadata.name.clone();
-    let config_maps: Api<ConfigMap> =
-        Api::namespaced(ctx.client.clone(), &chaos.namespace().unwrap_or_default());
-    let stored = config_maps
-        .patch(
-            report_name.as_deref().unwrap_or_default(),
-            &PatchParams::apply(FIELD_MANAGER).force(),
-            &Patch::Apply(&report),
+    // The cache may be behind: the runner may have written its verdict just before it ended.
+    if fresh.metadata.generation != chaos.metadata.generation || decide::concluded(&fresh) {
+        return Ok(Action::await_change());
+    }
+    let generation = fresh.metadata.generation.unwrap_or(0);
+    if stop_runner {
+        let name = job::job_name(&fresh.name_any(), &uid_of(&fresh), generation);
+        Api::<Job>::namespaced(ctx.client.clone(), &fresh.namespace().unwrap_or_default())
+            .delete(&name, &DeleteParams::background())
+            .await
+            .map(drop)
+            .or_else(ignore_not_found)?;
+    }
+    revoke_leases(&fresh, ctx, Some(generation)).await?;
+    let patch = status::runner_lost(&fresh, &message, &now());
+    match api
+        .patch_status(
+            &fresh.name_any(),
+            &PatchParams::default(),
+            &Patch::Merge(&patch),
+        )
+        .await
+    {
+        Ok(_) => {}
+        Err(kube::Error::Api(e)) if e.code == 409 => return Ok(Action::requeue(Duration::ZERO)),
+        Err(e) => return Err(e.into()),
+    }
+    ctx.events(&fresh)
+        .publish(
+            EventType::Warning,
+            "RunnerFailed",
+            "Conclude",
+            format!("verdict Inconclusive: {message}"),
         )
         .await;
-    if let Err(e) = &stored {
-        tracing::warn!(error = %e, "cannot store the report");
-    }
-    let status = decide::finished(chaos, &outcome.status, stored.ok().and(report_name), &now());
-    let verdict = status.verdict.map(|v| format!("{v:?}")).unwrap_or_default();
-    let note = if status.reasons.is_empty() {
-        format!("verdict {verdict}: every assertion held")
-    } else {
-        format!("verdict {verdict}: {}", status.reasons.join("; "))
-    };
-    // Only once the verdict is written is the run forgotten; a failed write retries.
-    write_status(ctx, chaos, status).await?;
-    ctx.take_run(&uid);
-    ctx.untrack_pods(chaos);
-    let type_ = if verdict == "Pass" {
-        EventType::Normal
-    } else {
-        EventType::Warning
-    };
-    publish(ctx, chaos, type_, &format!("Verdict{verdict}"), note).await;
     Ok(Action::await_change())
 }
 
 async fn apply(chaos: Arc<Chaos>, ctx: Arc<Context>) -> Result<Action, Error> {
-    let uid = chaos.uid().unwrap_or_default();
+    record_metrics(&ctx, &chaos);
+    if decide::concluded(&chaos) {
+        return Ok(Action::await_change());
+    }
     let problems = problems(&chaos, &ctx.radius);
-    // Read once: the step and the progress it reports come from the same observation.
-    let run = ctx.run_state(&uid);
-    match decide(&chaos, &run, &problems) {
-        Step::Reject { reason, message } => reject(&chaos, &ctx, reason, message).await,
-        Step::Start => start(chaos, &ctx).await,
-        Step::Watch => {
-            let (active, checking) = match run {
-                RunState::Running {
-                    active_faults,
-                    checking,
-                } => (active_faults, checking),
-                _ => (0, false),
-            };
-            write_status(
-                &ctx,
-                &chaos,
-                decide::progress(&chaos, active, checking, &now()),
-            )
-            .await?;
-            Ok(Action::requeue(PROGRESS_INTERVAL))
-        }
-        Step::Publish => finish(&chaos, &ctx).await,
-        Step::Orphaned => {
-            // The cached object may predate the verdict this process just wrote; ask the API
-            // server before declaring a run lost.
-            let api: Api<Chaos> =
-                Api::namespaced(ctx.client.clone(), &chaos.namespace().unwrap_or_default());
-            let fresh = api.get_status(&chaos.name_any()).await?;
-            let fresh_status = fresh.status.unwrap_or_default();
-            let concluded = matches!(
-                fresh_status.phase,
-                Some(crate::api::Phase::Completed | crate::api::Phase::Error)
-            );
-            if concluded && fresh_status.observed_generation == fresh.metadata.generation {
-                return Ok(Action::await_change());
-            }
-            revoke_leases(&chaos, &ctx).await?;
-            write_status(&ctx, &chaos, decide::orphaned(&chaos, &now())).await?;
-            publish(
-                &ctx,
-                &chaos,
-                EventType::Warning,
-                "RunLost",
-                "the controller restarted during the run; faults healed, verdict Inconclusive"
-                    .into(),
-            )
-            .await;
-            Ok(Action::await_change())
-        }
+    let (job, pods) = current_runner(&ctx, &chaos).await?;
+    match decide(&chaos, &problems, job.as_ref(), &pods, Timestamp::now()) {
         Step::Idle => Ok(Action::await_change()),
+        Step::Reject { reason, message } => reject(&chaos, &ctx, reason, message).await,
+        Step::Start => start(&chaos, &ctx).await,
+        Step::Watch { recheck } => Ok(match recheck {
+            Some(after) => Action::requeue(after),
+            None => Action::await_change(),
+        }),
+        Step::Conclude {
+            message,
+            stop_runner,
+        } => conclude(&chaos, &ctx, message, stop_runner).await,
     }
 }
 
-/// Deletes the Chaos's leases and returns how many still wait for their agent. A lease whose
-/// agent has not answered long past its deadline has its finalizer removed: deletion never
-/// hangs on a node that is gone.
-async fn revoke_leases(chaos: &Chaos, ctx: &Context) -> Result<usize, Error> {
+/// Deletes the Chaos's leases (of one generation, or all) and returns how many still wait for
+/// their agent. A lease whose agent has not answered long past its deadline has its finalizer
+/// removed: deletion never hangs on a node that is gone.
+async fn revoke_leases(
+    chaos: &Chaos,
+    ctx: &Context,
+    generation: Option<i64>,
+) -> Result<usize, Error> {
     let api: Api<FaultLease> =
         Api::namespaced(ctx.client.clone(), &chaos.namespace().unwrap_or_default());
-    let params = ListParams::default().labels(&format!(
-        "{LEASE_CHAOS_LABEL}={}",
-        chaos.uid().unwrap_or_default()
-    ));
+    let mut selector = format!("{CHAOS_UID_LABEL}={}", uid_of(chaos));
+    if let Some(generation) = generation {
+        selector.push_str(&format!(",{GENERATION_LABEL}={generation}"));
+    }
+    let params = ListParams::default().labels(&selector);
     api.delete_collection(&DeleteParams::default(), &params)
         .await?;
     let left = api.list(&params).await?;
@@ -556,38 +433,70 @@ async fn revoke_leases(chaos: &Chaos, ctx: &Context) -> Result<usize, Error> {
     Ok(waiting)
 }
 
+/// Deleting a Chaos: stop its runners (their pods heal what they hold on SIGTERM), wait for
+/// them to go, and heal every lease — bounded, so deletion never hangs on a lost node.
 async fn cleanup(chaos: Arc<Chaos>, ctx: Arc<Context>) -> Result<Action, Error> {
-    ctx.untrack_pods(&chaos);
-    if let Some(handle) = ctx.take_run(&chaos.uid().unwrap_or_default()) {
-        // Stopping the engine mid-run drops its backend; the leases below are what heal.
-        // Waiting for the abort to land means no lease it was creating appears afterwards.
-        if let Some(task) = handle.task {
-            task.abort();
-            let _ = task.await;
-        }
-        publish(
-            &ctx,
-            &chaos,
-            EventType::Normal,
-            "Stopped",
-            "deleted while running; healing its faults".into(),
+    let namespace = chaos.namespace().unwrap_or_default();
+    let selector = runner_selector(&chaos, None);
+    let params = ListParams::default().labels(&selector);
+    let jobs = Api::<Job>::namespaced(ctx.client.clone(), &namespace);
+    let pods = Api::<Pod>::namespaced(ctx.client.clone(), &namespace);
+    let running = jobs.list(&params).await?.items;
+    let stopping_a_run = running.iter().any(|job| {
+        job.status
+            .as_ref()
+            .and_then(|s| s.active)
+            .is_some_and(|active| active > 0)
+    });
+    if !running.is_empty() {
+        jobs.delete_collection(
+            &DeleteParams {
+                propagation_policy: Some(PropagationPolicy::Background),
+                ..Default::default()
+            },
+            &params,
         )
-        .await;
+        .await?;
     }
-    let waiting = revoke_leases(&chaos, &ctx).await?;
-    if waiting > 0 {
-        return Err(Error::Reverting(waiting));
+    // The pods too, at once: they get SIGTERM now rather than when the collector gets to them.
+    pods.delete_collection(&DeleteParams::default(), &params)
+        .await?;
+    if stopping_a_run {
+        ctx.events(&chaos)
+            .publish(
+                EventType::Normal,
+                "Stopped",
+                "Delete",
+                "deleted while running; its runner stops and heals its faults".into(),
+            )
+            .await;
     }
-    ctx.metrics
-        .set_experiment(&chaos.uid().unwrap_or_default(), None);
+    let grace = k8s_openapi::jiff::SignedDuration::try_from(ctx.agent_grace).unwrap_or_default();
+    let runners_left = pods
+        .list(&params)
+        .await?
+        .items
+        .iter()
+        .filter(|pod| {
+            // A pod whose grace ran out long ago is on a node that is gone.
+            pod.metadata
+                .deletion_timestamp
+                .as_ref()
+                .is_none_or(|deadline| deadline.0 + grace > Timestamp::now())
+        })
+        .count();
+    let leases_left = revoke_leases(&chaos, &ctx, None).await?;
+    if runners_left + leases_left > 0 {
+        return Err(Error::Reverting(runners_left + leases_left));
+    }
+    ctx.metrics.set_experiment(&uid_of(&chaos), None, false);
     Ok(Action::await_change())
 }
 
 /// One reconciliation, wrapped in the finalizer helper.
 pub async fn reconcile(chaos: Arc<Chaos>, ctx: Arc<Context>) -> Result<Action, Error> {
     let started = Instant::now();
-    let api: Api<Chaos> =
-        Api::namespaced(ctx.client.clone(), &chaos.namespace().unwrap_or_default());
+    let api = chaos_api(&ctx, &chaos);
     let result = finalizer(&api, CHAOS_FINALIZER, chaos, |event| async {
         match event {
             Finalizer::Apply(chaos) => apply(chaos, Arc::clone(&ctx)).await,
@@ -601,18 +510,11 @@ pub async fn reconcile(chaos: Arc<Chaos>, ctx: Arc<Context>) -> Result<Action, E
         other => Error::Finalizer(other.to_string()),
     });
     ctx.metrics.reconciled(started.elapsed());
-    ctx.metrics.active_faults.set(
-        ctx.runs
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .values()
-            .map(|r| r.progress.active_faults.load(Ordering::Relaxed) as i64)
-            .sum(),
-    );
     result
 }
 
-/// Failed reconciliations are retried soon; waiting for agents is not an error worth a log.
+/// Failed reconciliations are retried soon; waiting for runners and agents is not an error
+/// worth a log.
 pub fn error_policy(_chaos: Arc<Chaos>, error: &Error, ctx: Arc<Context>) -> Action {
     ctx.metrics.reconcile_failed(error.metric_label());
     match error {
@@ -624,11 +526,15 @@ pub fn error_policy(_chaos: Arc<Chaos>, error: &Error, ctx: Arc<Context>) -> Act
     }
 }
 
-/// Runs the controller until the stream ends (shutdown signal). Watches Chaos objects in all
-/// namespaces (or `namespace`), the FaultLeases they own, and the pods they target.
-pub async fn run(ctx: Arc<Context>, namespace: Option<&str>) {
+/// Runs the controller until `shutdown` resolves. Watches Chaos objects in all namespaces (or
+/// `namespace`), the runner Jobs they own, and the runner pods — nothing else.
+pub async fn run(
+    ctx: Arc<Context>,
+    namespace: Option<&str>,
+    shutdown: impl std::future::Future<Output = ()> + Send + Sync + 'static,
+) {
     let client = ctx.client.clone();
-    let (chaoses, leases, pods): (Api<Chaos>, Api<FaultLease>, Api<Pod>) = match namespace {
+    let (chaoses, jobs, pods): (Api<Chaos>, Api<Job>, Api<Pod>) = match namespace {
         Some(ns) => (
             Api::namespaced(client.clone(), ns),
             Api::namespaced(client.clone(), ns),
@@ -640,20 +546,16 @@ pub async fn run(ctx: Arc<Context>, namespace: Option<&str>) {
             Api::all(client),
         ),
     };
-    let pod_targets = Arc::clone(&ctx.pod_targets);
-    ctx.metrics.set_ready(true);
+    let runners =
+        watcher::Config::default().labels(&format!("{COMPONENT_LABEL}={RUNNER_COMPONENT}"));
     Controller::new(chaoses, watcher::Config::default())
-        .owns(leases, watcher::Config::default())
-        // A target pod that changes (restarts, vanishes) wakes the Chaos running against it.
-        .watches(pods, watcher::Config::default(), move |pod: Pod| {
-            let key = (pod.namespace().unwrap_or_default(), pod.name_any());
-            pod_targets
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .get(&key)
-                .cloned()
+        .owns(jobs, runners.clone())
+        // A runner pod that changes (starts, fails to pull, is evicted) wakes its Chaos.
+        .watches(pods, runners, |pod: Pod| {
+            let name = pod.annotations().get(CHAOS_NAME_ANNOTATION)?.clone();
+            Some(ObjectRef::new(&name).within(&pod.namespace()?))
         })
-        .shutdown_on_signal()
+        .graceful_shutdown_on(shutdown)
         .run(reconcile, error_policy, ctx)
         .for_each(|result| async move {
             if let Err(e) = result {

@@ -38,11 +38,34 @@ fn gzip(data: &[u8]) -> Vec<u8> {
     encoder.finish().expect("writing to memory cannot fail")
 }
 
-/// The name of a Chaos's report ConfigMap.
+/// The name of a Chaos's report ConfigMap: `NAME-report`, within the 253 characters a name
+/// may have (a long Chaos name is cut, never the suffix, so it never ends in `-` or `.`).
 pub fn config_map_name(chaos: &Chaos) -> String {
-    let mut name = format!("{}-report", chaos.metadata.name.clone().unwrap_or_default());
-    name.truncate(253);
+    const SUFFIX: &str = "-report";
+    let mut name: String = chaos
+        .metadata
+        .name
+        .clone()
+        .unwrap_or_default()
+        .chars()
+        .take(253 - SUFFIX.len())
+        .collect();
+    while name.ends_with(['-', '.']) {
+        name.pop();
+    }
+    name.push_str(SUFFIX);
     name
+}
+
+/// Whether an existing ConfigMap is this Chaos's report, which it may overwrite. One that is
+/// not (a user's own `NAME-report`) is never taken over.
+pub fn is_owned_by(config_map: &ConfigMap, chaos: &Chaos) -> bool {
+    config_map
+        .metadata
+        .owner_references
+        .iter()
+        .flatten()
+        .any(|owner| Some(&owner.uid) == chaos.metadata.uid.as_ref())
 }
 
 /// Builds the report ConfigMap (pure).
@@ -106,7 +129,7 @@ pub fn build(chaos: &Chaos, outcome: &ExperimentOutcome) -> ConfigMap {
             name: Some(config_map_name(chaos)),
             namespace: chaos.metadata.namespace.clone(),
             labels: Some(BTreeMap::from([(
-                super::backend::LEASE_CHAOS_LABEL.to_owned(),
+                crate::operator::labels::CHAOS_UID_LABEL.to_owned(),
                 chaos.metadata.uid.clone().unwrap_or_default(),
             )])),
             owner_references: Some(vec![owner]),
@@ -124,4 +147,37 @@ pub fn gunzip(bytes: &[u8]) -> std::io::Result<Vec<u8>> {
     let mut out = Vec::new();
     std::io::Read::read_to_end(&mut decoder, &mut out)?;
     Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn chaos(name: &str) -> Chaos {
+        let spec = serde_yaml::from_str("target: {statefulSet: etcd}\nduration: 10s").unwrap();
+        let mut chaos = Chaos::new(name, spec);
+        chaos.metadata.uid = Some("u1".into());
+        chaos
+    }
+
+    #[test]
+    fn the_report_name_fits_and_never_ends_in_a_dash() {
+        assert_eq!(config_map_name(&chaos("etcd")), "etcd-report");
+        let long = format!("{}-{}", "a".repeat(245), "b".repeat(7));
+        let name = config_map_name(&chaos(&long));
+        assert!(name.len() <= 253, "{}", name.len());
+        assert!(name.ends_with("-report") && !name.contains("--"), "{name}");
+    }
+
+    #[test]
+    fn only_a_config_map_owned_by_the_chaos_is_its_report() {
+        let mine = chaos("x");
+        let mut config_map = ConfigMap::default();
+        assert!(!is_owned_by(&config_map, &mine));
+        config_map.metadata.owner_references = Some(vec![OwnerReference {
+            uid: "u1".into(),
+            ..Default::default()
+        }]);
+        assert!(is_owned_by(&config_map, &mine));
+    }
 }
