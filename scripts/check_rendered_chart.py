@@ -230,6 +230,16 @@ class Checker:
         env = {e["name"]: e for e in container.get("env", [])}
         if env.get("NODE_NAME", {}).get("valueFrom", {}).get("fieldRef", {}).get("fieldPath") != "spec.nodeName":
             self.fail("agent: NODE_NAME must come from spec.nodeName")
+        port = values["metrics"]["port"]
+        ports = {p["name"]: p["containerPort"] for p in container.get("ports", [])}
+        if ports.get("metrics") != port:
+            self.fail(f"agent: the metrics port must be {port}")
+        for probe, path in (("livenessProbe", "/healthz"), ("readinessProbe", "/readyz")):
+            get = container.get(probe, {}).get("httpGet", {})
+            if get.get("path") != path or get.get("port") not in ("metrics", port):
+                self.fail(f"agent: {probe} must GET {path} on the metrics port")
+        if f"--metrics-address=0.0.0.0:{port}" not in container["args"]:
+            self.fail("agent: --metrics-address must match the metrics port")
         args = container["args"]
         if args[:2] != ["agent", "--node-name=$(NODE_NAME)"]:
             self.fail(f"agent: must start with `agent --node-name=$(NODE_NAME)`, got {args[:2]}")

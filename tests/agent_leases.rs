@@ -22,7 +22,7 @@ use schism::api::{
     FaultLease, FaultLeaseSpec, LEASE_FINALIZER, LEASE_NODE_LABEL, LeaseFault, LeasePartition,
     LeasePod,
 };
-use schism::operator::agent::{AgentConfig, run_agent};
+use schism::operator::agent::{AgentConfig, AgentMetrics, run_agent};
 use serde_json::Value;
 use support::{TestNet, require, run};
 use tokio::sync::oneshot;
@@ -63,12 +63,16 @@ async fn api_server() -> ApiServer {
             ResourceType::namespaced("schism.dev", "v1alpha1", "faultleases", "FaultLease")
                 .with_status(),
         )
+        .resource(
+            ResourceType::namespaced("schism.dev", "v1alpha1", "chaoses", "Chaos").with_status(),
+        )
         .start()
         .await
 }
 
 /// The agent loop on its own task; stopping it reverts what it holds.
 struct RunningAgent {
+    metrics: std::sync::Arc<AgentMetrics>,
     stop: Option<oneshot::Sender<()>>,
     task: JoinHandle<Result<(), schism::operator::agent::AgentError>>,
 }
@@ -81,10 +85,12 @@ impl RunningAgent {
             proc_root,
             namespaces: vec![],
         };
-        let task = tokio::spawn(run_agent(client, config, async {
+        let metrics = std::sync::Arc::new(AgentMetrics::default());
+        let task = tokio::spawn(run_agent(client, config, metrics.clone(), async {
             let _ = stopped.await;
         }));
         Self {
+            metrics,
             stop: Some(stop),
             task,
         }
@@ -198,7 +204,73 @@ async fn lease_is_applied_reported_and_reverted_when_deleted() {
     let net = node.clone();
     assert!(blocking(move || net.net.reachable(0, 1) && net.net.reachable(1, 0)).await);
     assert!(!node.nft_tables(0).contains("schism_"));
+    use schism::operator::metrics::Endpoints;
+    assert!(agent.metrics.ready(), "ready once it reaped and watches");
+    let text = agent.metrics.metrics();
+    assert!(
+        text.contains("schism_agent_faults_applied_total 1"),
+        "{text}"
+    );
+    assert!(
+        text.contains("schism_agent_faults_reverted_total 1"),
+        "{text}"
+    );
+    assert!(text.contains("schism_agent_faults_held 0"), "{text}");
 
+    agent.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lease_that_cannot_be_applied_is_failed_with_an_event_on_its_chaos() {
+    require("agent apply failure", NET_TOOLS);
+    let node = std::sync::Arc::new(Node::new());
+    let server = api_server().await;
+    let agent = RunningAgent::start(server.client(), node.proc.root().to_path_buf());
+    let leases: Api<FaultLease> = Api::namespaced(server.client(), NAMESPACE);
+    let chaos = server.apply_raw(
+        "chaoses.schism.dev",
+        serde_json::json!({"metadata": {"name": "etcd-partition", "namespace": NAMESPACE},
+            "spec": {"target": {"statefulSet": "etcd"}, "duration": "1m"}}),
+    );
+    let mut lease = partition_lease("no-pod", &node, Duration::from_secs(60));
+    lease.spec.pod.uid = "11111111-2222-3333-4444-555555555555".into();
+    lease.metadata.owner_references = Some(vec![
+        k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference {
+            api_version: "schism.dev/v1alpha1".into(),
+            kind: "Chaos".into(),
+            name: "etcd-partition".into(),
+            uid: chaos["metadata"]["uid"].as_str().unwrap().into(),
+            ..Default::default()
+        },
+    ]);
+    leases.create(&PostParams::default(), &lease).await.unwrap();
+    wait_until("the lease is Failed", Duration::from_secs(20), || {
+        phase(&server, "no-pod").as_deref() == Some("Failed")
+    })
+    .await;
+    wait_until(
+        "a Warning event on the Chaos",
+        Duration::from_secs(10),
+        || {
+            server.objects("events.events.k8s.io").iter().any(|e| {
+                e["reason"] == "FaultApplyFailed"
+                    && e["regarding"]["kind"] == "Chaos"
+                    && e["regarding"]["name"] == "etcd-partition"
+                    && e["note"]
+                        .as_str()
+                        .unwrap_or_default()
+                        .contains("no process")
+            })
+        },
+    )
+    .await;
+    use schism::operator::metrics::Endpoints;
+    assert!(
+        agent
+            .metrics
+            .metrics()
+            .contains(r#"schism_agent_failures_total{action="apply"} 1"#)
+    );
     agent.stop().await;
 }
 

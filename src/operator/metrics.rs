@@ -1,4 +1,5 @@
-//! `/metrics` (Prometheus text format), `/healthz` and `/readyz` for the controller and agent.
+//! `/metrics` (Prometheus text format), `/healthz` and `/readyz` for the controller and agent:
+//! the controller's metrics here, the agent's in `agent::metrics`, one server for both.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -122,24 +123,48 @@ impl Metrics {
 
     /// The metrics in the Prometheus text format.
     pub fn render(&self) -> String {
-        let mut out = String::new();
-        prometheus_client::encoding::text::encode(&mut out, &self.registry)
-            .expect("writing to a String cannot fail");
-        out
+        render_registry(&self.registry)
     }
 }
 
-fn respond(metrics: &Metrics, request: &Request<hyper::body::Incoming>) -> Response<Full<Bytes>> {
+/// A registry in the Prometheus text format.
+pub fn render_registry(registry: &Registry) -> String {
+    let mut out = String::new();
+    prometheus_client::encoding::text::encode(&mut out, registry)
+        .expect("writing to a String cannot fail");
+    out
+}
+
+/// What a process shows on its operational endpoints.
+pub trait Endpoints: Send + Sync + 'static {
+    /// `/metrics`, in the Prometheus text format.
+    fn metrics(&self) -> String;
+    /// `/readyz`: whether the process does its job now.
+    fn ready(&self) -> bool;
+}
+
+impl Endpoints for Metrics {
+    fn metrics(&self) -> String {
+        self.render()
+    }
+
+    fn ready(&self) -> bool {
+        self.ready.load(Ordering::Relaxed)
+    }
+}
+
+fn respond(
+    endpoints: &dyn Endpoints,
+    request: &Request<hyper::body::Incoming>,
+) -> Response<Full<Bytes>> {
     let (status, body, content_type) = match request.uri().path() {
         "/metrics" => (
             StatusCode::OK,
-            metrics.render(),
+            endpoints.metrics(),
             "application/openmetrics-text; version=1.0.0; charset=utf-8",
         ),
         "/healthz" => (StatusCode::OK, "ok\n".to_owned(), "text/plain"),
-        "/readyz" if metrics.ready.load(Ordering::Relaxed) => {
-            (StatusCode::OK, "ready\n".to_owned(), "text/plain")
-        }
+        "/readyz" if endpoints.ready() => (StatusCode::OK, "ready\n".to_owned(), "text/plain"),
         "/readyz" => (
             StatusCode::SERVICE_UNAVAILABLE,
             "not ready\n".to_owned(),
@@ -159,7 +184,10 @@ fn respond(metrics: &Metrics, request: &Request<hyper::body::Incoming>) -> Respo
 }
 
 /// Serves the endpoints until the process ends; returns the bound address.
-pub async fn serve(address: SocketAddr, metrics: Arc<Metrics>) -> std::io::Result<SocketAddr> {
+pub async fn serve<E: Endpoints>(
+    address: SocketAddr,
+    metrics: Arc<E>,
+) -> std::io::Result<SocketAddr> {
     let listener = tokio::net::TcpListener::bind(address).await?;
     let bound = listener.local_addr()?;
     tokio::spawn(async move {
@@ -170,7 +198,7 @@ pub async fn serve(address: SocketAddr, metrics: Arc<Metrics>) -> std::io::Resul
             let metrics = Arc::clone(&metrics);
             tokio::spawn(async move {
                 let service = hyper::service::service_fn(move |request| {
-                    let response = respond(&metrics, &request);
+                    let response = respond(metrics.as_ref(), &request);
                     async move { Ok::<_, std::convert::Infallible>(response) }
                 });
                 let _ = hyper::server::conn::http1::Builder::new()

@@ -5,14 +5,17 @@
 //! * [`decide`] — pure: what to do with one lease, given the clock and local state;
 //! * [`discovery`] — a pod's processes and network namespace from `/proc/*/cgroup`;
 //! * [`actuator`] — applies, reverts and reaps with the data plane;
-//! * [`run`] — the kube-runtime loop and the status and finalizer writes.
+//! * [`metrics`] — what it counts, on `/metrics`, with `/healthz` and `/readyz`;
+//! * [`run`] — the kube-runtime loop, the status and finalizer writes, and the Events.
 
 pub mod actuator;
 pub mod decide;
 pub mod discovery;
+pub mod metrics;
 pub mod run;
 
 pub use actuator::{Actuator, ActuatorError, LeaseKey, ReapReport};
 pub use decide::{AgentAction, FaultPlan, LocalState, PlannedFault, decide};
 pub use discovery::{NamespaceId, PodNetns, PodProcesses, ProcSnapshot};
+pub use metrics::AgentMetrics;
 pub use run::{AgentArgs, AgentConfig, AgentError, run, run_agent};

@@ -20,9 +20,14 @@ use kube::runtime::watcher;
 use kube::{Api, Client};
 use serde_json::json;
 
+use k8s_openapi::api::core::v1::ObjectReference;
+use kube::runtime::events::EventType;
+
 use super::actuator::{Actuator, LeaseKey};
 use super::decide::{AgentAction, LocalState, deadline_instant, decide, is_live, recheck_after};
+use super::metrics::AgentMetrics;
 use crate::api::{FaultLease, LEASE_FINALIZER, LEASE_NODE_LABEL};
+use crate::operator::events::EventSink;
 
 /// After a deadline, how long the agent waits before looking at the lease again: the fault's
 /// own watchdog reverts exactly at the deadline, the agent then reports it.
@@ -43,6 +48,9 @@ pub struct AgentArgs {
     /// Watch leases only in these namespaces (comma-separated); all namespaces by default.
     #[arg(long, value_delimiter = ',')]
     pub namespaces: Vec<String>,
+    /// Address of /metrics, /healthz and /readyz.
+    #[arg(long, default_value = "0.0.0.0:8081")]
+    pub metrics_address: std::net::SocketAddr,
 }
 
 /// What the agent loop needs to know about its place.
@@ -104,11 +112,23 @@ pub fn run(args: &AgentArgs) -> i32 {
         }
     };
     let config = AgentConfig::from(args);
+    let address = args.metrics_address;
     let outcome = runtime.block_on(async move {
+        let metrics = Arc::new(AgentMetrics::default());
+        let bound = crate::operator::metrics::serve(address, Arc::clone(&metrics))
+            .await
+            .map_err(|error| AgentError::Config(format!("cannot listen on {address}: {error}")))?;
+        tracing::info!(address = %bound, "serving /metrics, /healthz, /readyz");
         let client = Client::try_default()
             .await
             .map_err(|error| AgentError::Config(error.to_string()))?;
-        run_agent(client, config, crate::operator::termination_signal()).await
+        run_agent(
+            client,
+            config,
+            metrics,
+            crate::operator::termination_signal(),
+        )
+        .await
     });
     match outcome {
         Ok(()) => 0,
@@ -124,6 +144,44 @@ struct AgentContext {
     client: Client,
     node_name: String,
     actuator: Arc<Actuator>,
+    metrics: Arc<AgentMetrics>,
+}
+
+impl AgentContext {
+    fn count_held(&self) {
+        self.metrics
+            .held
+            .set(self.actuator.held_leases().len() as i64);
+    }
+
+    /// A Warning Event on the lease's Chaos, where people look (`kubectl describe chaos`).
+    async fn warn(&self, lease: &FaultLease, reason: &str, note: String) {
+        let Some(owner) = lease
+            .metadata
+            .owner_references
+            .iter()
+            .flatten()
+            .find(|o| o.kind == "Chaos")
+        else {
+            return;
+        };
+        let regarding = ObjectReference {
+            api_version: Some(owner.api_version.clone()),
+            kind: Some(owner.kind.clone()),
+            name: Some(owner.name.clone()),
+            namespace: lease.metadata.namespace.clone(),
+            uid: Some(owner.uid.clone()),
+            ..Default::default()
+        };
+        let events = EventSink::new(self.client.clone(), "schism-agent", regarding);
+        let action = format!(
+            "{reason} {}",
+            lease.metadata.name.as_deref().unwrap_or_default()
+        );
+        events
+            .publish(EventType::Warning, reason, &action, note)
+            .await;
+    }
 }
 
 /// The agent loop: reaps the node, then applies and reverts this node's leases until
@@ -131,6 +189,7 @@ struct AgentContext {
 pub async fn run_agent(
     client: Client,
     config: AgentConfig,
+    metrics: Arc<AgentMetrics>,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), AgentError> {
     let actuator = Arc::new(Actuator::new(config.proc_root.clone()));
@@ -149,6 +208,7 @@ pub async fn run_agent(
     };
 
     reap_at_start(&apis, &selector, &config.node_name, &actuator).await?;
+    metrics.set_ready(true);
 
     let (stop, stopped) = tokio::sync::watch::channel(false);
     tokio::spawn(async move {
@@ -159,6 +219,7 @@ pub async fn run_agent(
         client,
         node_name: config.node_name.clone(),
         actuator: Arc::clone(&actuator),
+        metrics: Arc::clone(&metrics),
     });
     tracing::info!(node = %config.node_name, proc_root = %config.proc_root.display(), "agent watching fault leases");
     let controllers = apis.into_iter().map(|api| {
@@ -176,10 +237,17 @@ pub async fn run_agent(
     });
     futures::future::join_all(controllers).await;
 
+    metrics.set_ready(false);
+    let held = actuator.held_leases().len();
     let failures = blocking(move || actuator.revert_all()).await?;
-    for (lease, error) in failures {
+    for (lease, error) in &failures {
         tracing::warn!(%lease, %error, "revert at shutdown failed");
+        metrics.failed("revert");
     }
+    metrics
+        .reverted
+        .inc_by((held - failures.len().min(held)) as u64);
+    metrics.held.set(0);
     Ok(())
 }
 
@@ -281,12 +349,27 @@ async fn reconcile(
             let applied =
                 blocking(move || actuator.apply(&applying, &plan, &pod, deadline)).await?;
             let status = match applied {
-                Ok(mechanism) => applied_status(agent, mechanism),
+                Ok(mechanism) => {
+                    context.metrics.applied.inc();
+                    applied_status(agent, mechanism)
+                }
                 Err(error) => {
                     tracing::warn!(lease = %key, %error, "cannot apply fault");
+                    context.metrics.failed("apply");
+                    context
+                        .warn(
+                            &lease,
+                            "FaultApplyFailed",
+                            format!(
+                                "agent on {agent} could not apply {key} to pod {}: {error}",
+                                lease.spec.pod.name
+                            ),
+                        )
+                        .await;
                     failed_status(agent, &error.to_string())
                 }
             };
+            context.count_held();
             patch_status(&api, &key, status).await?;
         }
         AgentAction::ReportApplied => {
@@ -294,7 +377,7 @@ async fn reconcile(
             patch_status(&api, &key, applied_status(agent, mechanism)).await?;
         }
         AgentAction::RevertAndRelease => {
-            if let Err(error) = revert(&context, &key).await? {
+            if let Err(error) = revert(&context, &lease, &key).await? {
                 // The nftables elements expire in the kernel at the deadline and the next
                 // agent start reaps the rest; holding the finalizer would only hang deletion.
                 tracing::warn!(lease = %key, %error, "revert before deletion failed");
@@ -303,7 +386,7 @@ async fn reconcile(
         }
         AgentAction::Release => release_finalizer(&api, &lease, &key).await?,
         AgentAction::RevertAndReportReverted => {
-            let status = match revert(&context, &key).await? {
+            let status = match revert(&context, &lease, &key).await? {
                 Ok(()) => reverted_status(agent),
                 Err(error) => failed_status(agent, &format!("revert at the deadline: {error}")),
             };
@@ -312,6 +395,10 @@ async fn reconcile(
         AgentAction::ReportReverted => patch_status(&api, &key, reverted_status(agent)).await?,
         AgentAction::ReportFailed(reason) => {
             tracing::warn!(lease = %key, %reason, "lease cannot be applied");
+            context.metrics.failed("apply");
+            context
+                .warn(&lease, "FaultApplyFailed", format!("{key}: {reason}"))
+                .await;
             patch_status(&api, &key, failed_status(agent, &reason)).await?;
         }
     }
@@ -324,20 +411,43 @@ async fn reconcile(
     )
 }
 
-fn error_policy(lease: Arc<FaultLease>, error: &AgentError, _: Arc<AgentContext>) -> Action {
+fn error_policy(lease: Arc<FaultLease>, error: &AgentError, context: Arc<AgentContext>) -> Action {
     tracing::warn!(lease = %LeaseKey::of(&lease), %error, "lease reconcile failed; retrying");
+    context.metrics.failed("api");
     Action::requeue(RETRY_AFTER)
 }
 
-/// Reverts the lease's fault on a blocking thread; the outer error is the thread's, the inner
-/// the data plane's.
+/// Reverts the lease's fault on a blocking thread, counts it, and on failure says so on the
+/// lease's Chaos; the outer error is the thread's, the inner the data plane's.
 async fn revert(
     context: &AgentContext,
+    lease: &FaultLease,
     key: &LeaseKey,
 ) -> Result<Result<(), crate::dataplane::DataPlaneError>, AgentError> {
     let actuator = Arc::clone(&context.actuator);
-    let key = key.clone();
-    blocking(move || actuator.revert(&key).map(drop)).await
+    let reverting = key.clone();
+    let reverted = blocking(move || actuator.revert(&reverting)).await?;
+    context.count_held();
+    match &reverted {
+        Ok(true) => {
+            context.metrics.reverted.inc();
+        }
+        Ok(false) => {}
+        Err(error) => {
+            context.metrics.failed("revert");
+            context
+                .warn(
+                    lease,
+                    "FaultRevertFailed",
+                    format!(
+                        "agent on {} could not revert {key}: {error}; the kernel's timeouts and the agent's reaper remove what is left",
+                        context.node_name
+                    ),
+                )
+                .await;
+        }
+    }
+    Ok(reverted.map(drop))
 }
 
 /// Status after a successful apply. Stale `revertedAt` and `error` from an earlier life of
