@@ -40,7 +40,6 @@ async fn deleting_a_chaos_while_its_history_is_checked_cancels_the_check_and_the
             percent: 35,
             by: Duration::from_millis(300),
             lose_late_writes: true,
-            stale_read_every: None,
         },
     ));
     let (_ctx, _stop, controller) = cluster.controller(BlastRadius::default());

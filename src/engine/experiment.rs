@@ -365,6 +365,11 @@ pub async fn run<B: Backend>(
                 })
             });
             let checked_history = history.clone();
+            tracing::info!(
+                operations = history.ops.len(),
+                unknown = history.indeterminate(),
+                "checking the history"
+            );
             let result = tokio::task::spawn_blocking(move || {
                 check::check_history(&checked_history, &options)
             })

@@ -5,6 +5,16 @@
 //! lease only after it has seen the same record, unrenewed, for a whole lease duration — so
 //! clocks that disagree between nodes cannot hand the lease to two replicas. A leader that
 //! cannot renew in time stops leading before its lease could have expired for the others.
+//!
+//! Why not `kube-lease-manager` (it supports kube 5 and writes with server-side apply): it
+//! judges expiry from the holder's `renewTime` against the follower's wall clock, so clocks
+//! that disagree by more than its grace period let two replicas lead at once. Measuring
+//! "unchanged for a whole duration" on the local monotonic clock, as here and in client-go,
+//! needs no clock agreement at all. Since experiments run in runner pods, two leaders would
+//! only duplicate API calls, but the election should still mean what it says.
+//!
+//! A replica is Ready before it leads (readiness never waits for the Lease), and gives the
+//! Lease up when it stops ([`release`]), so a rolling upgrade hands over in seconds.
 
 use std::time::{Duration, Instant};
 

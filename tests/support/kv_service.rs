@@ -25,9 +25,6 @@ pub struct Lateness {
     /// Late writes are lost instead of applied (a primary that acknowledged nothing and
     /// dropped the write): unknown outcomes that never took effect, the hardest kind to check.
     pub lose_late_writes: bool,
-    /// When set, every N-th read answers the value before the last write: a stale read, the
-    /// kind of violation that takes a checker long to prove among many unknown outcomes.
-    pub stale_read_every: Option<u64>,
 }
 
 /// Serves `listener` until it fails.
@@ -66,9 +63,6 @@ pub async fn serve(listener: TcpListener, store: Store, lateness: Lateness) {
             let mut parts = request_line.split_whitespace();
             let (method, path) = (parts.next().unwrap_or(""), parts.next().unwrap_or(""));
             let n = counter.fetch_add(1, Ordering::Relaxed);
-            let stale = lateness
-                .stale_read_every
-                .is_some_and(|every| n % every == every - 1);
             // `percent` of the requests, spread evenly, are late.
             let late = lateness.percent > 0 && (n * lateness.percent) % 100 < lateness.percent;
             let lost = late && lateness.lose_late_writes && method != "GET";
@@ -80,30 +74,20 @@ pub async fn serve(listener: TcpListener, store: Store, lateness: Lateness) {
                     method,
                     path.strip_prefix("/kv/").unwrap_or("").split_once("/cas"),
                 ) {
-                    ("GET", None) => {
-                        let key = path.strip_prefix("/kv/").unwrap_or("");
-                        let shown = if stale {
-                            store.get(&format!("{key}\u{0}previous"))
-                        } else {
-                            store.get(key)
-                        };
-                        match shown {
-                            Some(v) => (200, serde_json::json!({"value": v}).to_string()),
-                            None => (404, String::new()),
-                        }
-                    }
+                    ("GET", None) => match store.get(path.strip_prefix("/kv/").unwrap_or("")) {
+                        Some(v) => (200, serde_json::json!({"value": v}).to_string()),
+                        None => (404, String::new()),
+                    },
                     ("PUT", None) => {
-                        let key = path.strip_prefix("/kv/").unwrap_or("").to_owned();
-                        if let Some(previous) = store.get(&key).cloned() {
-                            store.insert(format!("{key}\u{0}previous"), previous);
-                        }
-                        store.insert(key, body["value"].as_str().unwrap_or_default().to_owned());
+                        store.insert(
+                            path.strip_prefix("/kv/").unwrap_or("").to_owned(),
+                            body["value"].as_str().unwrap_or_default().to_owned(),
+                        );
                         (200, String::new())
                     }
                     ("POST", Some((key, _))) => {
                         let current = store.get(key).cloned().unwrap_or_default();
                         if current == body["expect"].as_str().unwrap_or_default() {
-                            store.insert(format!("{key}\u{0}previous"), current);
                             store.insert(
                                 key.to_owned(),
                                 body["value"].as_str().unwrap_or_default().to_owned(),

@@ -27,8 +27,8 @@ use kube::api::{DeleteParams, ListParams, Patch, PatchParams, PostParams, Propag
 use kube::runtime::controller::{Action, Controller};
 use kube::runtime::events::EventType;
 use kube::runtime::finalizer::{Event as Finalizer, finalizer};
-use kube::runtime::reflector::ObjectRef;
-use kube::runtime::watcher;
+use kube::runtime::reflector::{self, ObjectRef};
+use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Api, Client, Resource, ResourceExt};
 
 use self::decide::{Step, decide};
@@ -49,6 +49,9 @@ pub const CHAOS_FINALIZER: &str = "schism.dev/heal-faults";
 /// up before the controller assumes its node is gone (the data plane's kernel timeouts and the
 /// agent's start-up reaper cover what it left).
 pub const AGENT_GRACE: Duration = Duration::from_secs(30);
+
+/// Reconciliations that run at once.
+const RECONCILE_CONCURRENCY: u16 = 8;
 
 /// Why a reconciliation failed.
 #[derive(Debug, thiserror::Error)]
@@ -526,6 +529,25 @@ pub fn error_policy(_chaos: Arc<Chaos>, error: &Error, ctx: Arc<Context>) -> Act
     }
 }
 
+/// Drops from a cached Chaos what the controller never reads, so that hundreds of concluded
+/// experiments cost little memory: field ownership, `kubectl apply`'s copy of the object, and
+/// the outcome's bulk (timeline, availability, consistency, reasons). Decisions that need the
+/// whole status read it fresh from the API server.
+pub fn trim_for_cache(chaos: &mut Chaos) {
+    chaos.metadata.managed_fields = None;
+    if let Some(annotations) = chaos.metadata.annotations.as_mut() {
+        annotations.remove("kubectl.kubernetes.io/last-applied-configuration");
+    }
+    if let Some(status) = chaos.status.as_mut() {
+        status.faults = Vec::new();
+        status.faults_omitted = None;
+        status.availability = None;
+        status.consistency = None;
+        status.reasons = Vec::new();
+        status.report = None;
+    }
+}
+
 /// Runs the controller until `shutdown` resolves. Watches Chaos objects in all namespaces (or
 /// `namespace`), the runner Jobs they own, and the runner pods — nothing else.
 pub async fn run(
@@ -548,7 +570,18 @@ pub async fn run(
     };
     let runners =
         watcher::Config::default().labels(&format!("{COMPONENT_LABEL}={RUNNER_COMPONENT}"));
-    Controller::new(chaoses, watcher::Config::default())
+    let (cache, writer) = reflector::store();
+    let chaos_changes = watcher(chaoses, watcher::Config::default())
+        .default_backoff()
+        .modify(trim_for_cache)
+        .reflect(writer)
+        .applied_objects();
+    Controller::for_stream(chaos_changes, cache)
+        // Reconciles are short API exchanges; a few at a time keep a restart over hundreds of
+        // Chaos objects from holding hundreds of responses in memory at once.
+        .with_config(
+            kube::runtime::controller::Config::default().concurrency(RECONCILE_CONCURRENCY),
+        )
         .owns(jobs, runners.clone())
         // A runner pod that changes (starts, fails to pull, is evicted) wakes its Chaos.
         .watches(pods, runners, |pod: Pod| {
@@ -563,4 +596,44 @@ pub async fn run(
             }
         })
         .await;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_cache_keeps_what_decisions_read_and_drops_the_bulk() {
+        let mut chaos: Chaos = serde_json::from_value(serde_json::json!({
+            "apiVersion": "schism.dev/v1alpha1", "kind": "Chaos",
+            "metadata": {"name": "x", "namespace": "demo", "generation": 2, "resourceVersion": "9",
+                "finalizers": [CHAOS_FINALIZER],
+                "annotations": {"kubectl.kubernetes.io/last-applied-configuration": "{…}", "team": "db"},
+                "managedFields": [{"manager": "schism-runner", "operation": "Apply"}]},
+            "spec": {"target": {"statefulSet": "etcd"}, "duration": "10s"},
+            "status": {"phase": "Completed", "verdict": "Fail", "observedGeneration": 2,
+                "conditions": [{"type": "Completed", "status": "True", "reason": "VerdictReached",
+                    "message": "verdict Fail", "lastTransitionTime": "2026-12-01T10:00:00Z"}],
+                "reasons": ["history is not linearizable"],
+                "consistency": {"model": "cas-register", "operations": 1, "indeterminate": 0,
+                    "result": "NotLinearizable", "checkMillis": 1, "counterexample": "…"},
+                "faults": [{"name": "split", "kind": "partition"}]}
+        }))
+        .unwrap();
+        trim_for_cache(&mut chaos);
+        assert!(chaos.metadata.managed_fields.is_none());
+        let annotations = chaos.metadata.annotations.clone().unwrap();
+        assert_eq!(
+            annotations.len(),
+            1,
+            "only kubectl's copy goes: {annotations:?}"
+        );
+        assert_eq!(chaos.metadata.finalizers.as_ref().unwrap().len(), 1);
+        assert!(decide::concluded(&chaos));
+        let status = chaos.status.unwrap();
+        assert_eq!(status.conditions.len(), 1);
+        assert!(
+            status.consistency.is_none() && status.faults.is_empty() && status.reasons.is_empty()
+        );
+    }
 }
