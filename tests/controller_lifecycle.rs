@@ -616,7 +616,7 @@ async fn a_target_pod_vanishing_mid_run_makes_the_verdict_inconclusive_naming_it
     cluster.add_stateful_set("etcd", 3, 10);
     let (_ctx, _stop, controller) = cluster.controller(BlastRadius::default());
     chaoses(&cluster)
-        .create(&PostParams::default(), &chaos("vanish", "target: {statefulSet: etcd}\nduration: 3s\nfaults:\n- name: freeze\n  pause: {targets: {mode: all}}\n  start: 1500ms\n  duration: 500ms\n"))
+        .create(&PostParams::default(), &chaos("vanish", "target: {statefulSet: etcd}\nduration: 5s\nfaults:\n- name: freeze\n  pause: {targets: {mode: all}}\n  start: 3500ms\n  duration: 500ms\n"))
         .await
         .unwrap();
     wait_for("phase Running", Duration::from_secs(20), || {
@@ -696,4 +696,37 @@ async fn only_one_replica_holds_the_leader_lease_and_a_released_one_is_taken_at_
             .unwrap(),
         "a released lease is free at once"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_runner_whose_image_cannot_be_pulled_is_stopped_and_the_run_concluded_saying_why() {
+    let cluster = Cluster::start(ClusterOptions {
+        image_pull_fails: true,
+        ..Default::default()
+    })
+    .await;
+    cluster.add_stateful_set("etcd", 1, 10);
+    let (_ctx, _stop, controller) = cluster.controller(BlastRadius::default());
+    chaoses(&cluster)
+        .create(
+            &PostParams::default(),
+            &chaos("pull", "target: {statefulSet: etcd}\nduration: 5s\n"),
+        )
+        .await
+        .unwrap();
+    let status = completed(&cluster, "pull", Duration::from_secs(20)).await;
+    assert_eq!(status["verdict"], "Inconclusive", "{status:#}");
+    let reason = status["reasons"][0].as_str().unwrap();
+    assert!(
+        reason.contains("ImagePullBackOff") && reason.contains("schism:test"),
+        "{status:#}"
+    );
+    wait_for(
+        "the stuck Job to be deleted",
+        Duration::from_secs(10),
+        || cluster.server.objects(JOBS).is_empty(),
+    )
+    .await;
+    assert!(cluster.runner_records().is_empty(), "no runner ever ran");
+    controller.abort();
 }

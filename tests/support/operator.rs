@@ -37,6 +37,8 @@ pub struct ClusterOptions {
     pub agent: bool,
     /// Start the runner binary for each Job; without it, runner pods only show Running.
     pub run_runners: bool,
+    /// Runner pods cannot pull their image: they stay Pending in ImagePullBackOff.
+    pub image_pull_fails: bool,
 }
 
 impl Default for ClusterOptions {
@@ -46,6 +48,7 @@ impl Default for ClusterOptions {
             watch_lag: None,
             agent: true,
             run_runners: true,
+            image_pull_fails: false,
         }
     }
 }
@@ -151,7 +154,8 @@ impl Cluster {
             tasks: Vec::new(),
         };
         let kubelet = tokio::spawn(run_jobs(
-            options.run_runners,
+            options.run_runners && !options.image_pull_fails,
+            options.image_pull_fails,
             Arc::clone(&cluster.server),
             cluster.kubeconfig.clone(),
             cluster.dir.clone(),
@@ -320,6 +324,7 @@ fn condition(object: &Value, type_: &str) -> bool {
 /// deleted pod's runner sent SIGTERM, and the pod removed once the runner is gone.
 async fn run_jobs(
     run_runners: bool,
+    image_pull_fails: bool,
     server: Arc<ApiServer>,
     kubeconfig: PathBuf,
     dir: PathBuf,
@@ -370,9 +375,16 @@ async fn run_jobs(
                             "name": job_name, "uid": uid, "controller": true}]},
                     "spec": {"nodeName": "node-runner", "containers": template["spec"]["containers"],
                         "terminationGracePeriodSeconds": 30},
-                    "status": {"phase": "Running", "containerStatuses": [{"name": "runner",
-                        "image": "schism:test", "imageID": "", "ready": true, "restartCount": 0,
-                        "state": {"running": {}}}]}
+                    "status": if image_pull_fails {
+                        json!({"phase": "Pending", "containerStatuses": [{"name": "runner",
+                            "image": "schism:test", "imageID": "", "ready": false, "restartCount": 0,
+                            "state": {"waiting": {"reason": "ImagePullBackOff",
+                                "message": "Back-off pulling image \"schism:test\""}}}]})
+                    } else {
+                        json!({"phase": "Running", "containerStatuses": [{"name": "runner",
+                            "image": "schism:test", "imageID": "", "ready": true, "restartCount": 0,
+                            "state": {"running": {}}}]})
+                    }
                 }),
             );
             server.apply_raw(

@@ -287,6 +287,16 @@ async fn start(chaos: &Chaos, ctx: &Context) -> Result<Action, Error> {
     if let Err(error) = lookup::resolve_target(&ctx.client, chaos, &ctx.radius).await {
         return reject(chaos, ctx, error.reason, error.message).await;
     }
+    // A cache that lags may not show yet that this generation ran or was concluded; never
+    // start it again on its word.
+    let fresh = chaos_api(ctx, chaos).get_opt(&chaos.name_any()).await?;
+    if fresh.as_ref().is_none_or(|fresh| {
+        fresh.metadata.generation != chaos.metadata.generation
+            || decide::started(fresh)
+            || decide::concluded(fresh)
+    }) {
+        return Ok(Action::await_change());
+    }
     stop_older_runners(ctx, chaos).await?;
     let job = job::runner_job(chaos, &ctx.runner);
     let name = job.name_any();
@@ -325,7 +335,7 @@ async fn start(chaos: &Chaos, ctx: &Context) -> Result<Action, Error> {
 }
 
 /// Concludes the current generation Inconclusive because its runner can no longer write,
-/// after a fresh read shows it still has no outcome.
+/// after a fresh read shows it still has no outcome; a stuck runner's Job is deleted after.
 async fn conclude(
     chaos: &Chaos,
     ctx: &Context,
@@ -336,11 +346,39 @@ async fn conclude(
     let Some(fresh) = api.get_opt(&chaos.name_any()).await? else {
         return Ok(Action::await_change());
     };
-    // The cache may be behind: the runner may have written its verdict just before it ended.
-    if fresh.metadata.generation != chaos.metadata.generation || decide::concluded(&fresh) {
+    if fresh.metadata.generation != chaos.metadata.generation {
         return Ok(Action::await_change());
     }
     let generation = fresh.metadata.generation.unwrap_or(0);
+    // The cache may be behind: the runner may have written its verdict just before it ended.
+    if !decide::concluded(&fresh) {
+        revoke_leases(&fresh, ctx, Some(generation)).await?;
+        let patch = status::runner_lost(&fresh, &message, &now());
+        match api
+            .patch_status(
+                &fresh.name_any(),
+                &PatchParams::default(),
+                &Patch::Merge(&patch),
+            )
+            .await
+        {
+            Ok(_) => {}
+            Err(kube::Error::Api(e)) if e.code == 409 => {
+                return Ok(Action::requeue(Duration::ZERO));
+            }
+            Err(e) => return Err(e.into()),
+        }
+        ctx.events(&fresh)
+            .publish(
+                EventType::Warning,
+                "RunnerFailed",
+                "Conclude",
+                format!("verdict Inconclusive: {message}"),
+            )
+            .await;
+    }
+    // Only once the outcome is written: a Job gone before it would look like a generation
+    // that never started, and be started again.
     if stop_runner {
         let name = job::job_name(&fresh.name_any(), &uid_of(&fresh), generation);
         Api::<Job>::namespaced(ctx.client.clone(), &fresh.namespace().unwrap_or_default())
@@ -349,28 +387,6 @@ async fn conclude(
             .map(drop)
             .or_else(ignore_not_found)?;
     }
-    revoke_leases(&fresh, ctx, Some(generation)).await?;
-    let patch = status::runner_lost(&fresh, &message, &now());
-    match api
-        .patch_status(
-            &fresh.name_any(),
-            &PatchParams::default(),
-            &Patch::Merge(&patch),
-        )
-        .await
-    {
-        Ok(_) => {}
-        Err(kube::Error::Api(e)) if e.code == 409 => return Ok(Action::requeue(Duration::ZERO)),
-        Err(e) => return Err(e.into()),
-    }
-    ctx.events(&fresh)
-        .publish(
-            EventType::Warning,
-            "RunnerFailed",
-            "Conclude",
-            format!("verdict Inconclusive: {message}"),
-        )
-        .await;
     Ok(Action::await_change())
 }
 
