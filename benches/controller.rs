@@ -12,6 +12,8 @@
 
 #[path = "../tests/support/apiserver/mod.rs"]
 mod apiserver;
+#[path = "../tests/support/chart.rs"]
+mod chart;
 #[path = "../tests/common/history_gen.rs"]
 mod history_gen;
 #[path = "../tests/support/operator.rs"]
@@ -248,7 +250,7 @@ async fn controller_memory() {
             "--runner-image",
             "schism:bench",
         ])
-        .env("KUBECONFIG", &cluster.kubeconfig)
+        .env("KUBECONFIG", &cluster.controller_kubeconfig)
         .env("RUST_LOG", "warn")
         .stdout(Stdio::null())
         .stderr(Stdio::null())

@@ -5,6 +5,8 @@
 
 #[path = "support/apiserver/mod.rs"]
 mod apiserver;
+#[path = "support/chart.rs"]
+mod chart;
 #[path = "support/fake_proc.rs"]
 mod fake_proc;
 mod support;
@@ -57,8 +59,10 @@ impl Node {
     }
 }
 
+/// The double, authenticating, with the RBAC the chart renders by default.
 async fn api_server() -> ApiServer {
-    ApiServer::builder()
+    let server = ApiServer::builder()
+        .authenticate()
         .resource(
             ResourceType::namespaced("schism.dev", "v1alpha1", "faultleases", "FaultLease")
                 .with_status(),
@@ -67,7 +71,18 @@ async fn api_server() -> ApiServer {
             ResourceType::namespaced("schism.dev", "v1alpha1", "chaoses", "Chaos").with_status(),
         )
         .start()
-        .await
+        .await;
+    chart::install(&server, &chart::rbac(&chart::render(None, &[])));
+    server
+}
+
+/// A client with the agent's ServiceAccount token, as the chart's DaemonSet runs it.
+fn agent_client(server: &ApiServer) -> Client {
+    let manifests = chart::render(None, &[]);
+    let (account, namespaces) = chart::service_account(&manifests, "agent");
+    server.client_with_token(Some(
+        &server.service_account_token(&namespaces[0], &account),
+    ))
 }
 
 /// The agent loop on its own task; stopping it reverts what it holds.
@@ -170,7 +185,7 @@ async fn lease_is_applied_reported_and_reverted_when_deleted() {
     require("agent leases", NET_TOOLS);
     let node = std::sync::Arc::new(Node::new());
     let server = api_server().await;
-    let agent = RunningAgent::start(server.client(), node.proc.root().to_path_buf());
+    let agent = RunningAgent::start(agent_client(&server), node.proc.root().to_path_buf());
     let leases: Api<FaultLease> = Api::namespaced(server.client(), NAMESPACE);
 
     leases
@@ -225,7 +240,7 @@ async fn a_lease_that_cannot_be_applied_is_failed_with_an_event_on_its_chaos() {
     require("agent apply failure", NET_TOOLS);
     let node = std::sync::Arc::new(Node::new());
     let server = api_server().await;
-    let agent = RunningAgent::start(server.client(), node.proc.root().to_path_buf());
+    let agent = RunningAgent::start(agent_client(&server), node.proc.root().to_path_buf());
     let leases: Api<FaultLease> = Api::namespaced(server.client(), NAMESPACE);
     let chaos = server.apply_raw(
         "chaoses.schism.dev",
@@ -279,7 +294,7 @@ async fn the_agent_reverts_at_the_deadline_with_the_controller_stopped() {
     require("agent deadline", NET_TOOLS);
     let node = std::sync::Arc::new(Node::new());
     let server = api_server().await;
-    let agent = RunningAgent::start(server.client(), node.proc.root().to_path_buf());
+    let agent = RunningAgent::start(agent_client(&server), node.proc.root().to_path_buf());
     let leases: Api<FaultLease> = Api::namespaced(server.client(), NAMESPACE);
 
     // The controller creates the lease, then is gone: nothing but the agent writes from here.
@@ -367,7 +382,7 @@ async fn restarted_agent_reaps_leftovers_and_applies_live_leases_once() {
         ],
     );
 
-    let agent = RunningAgent::start(server.client(), node.proc.root().to_path_buf());
+    let agent = RunningAgent::start(agent_client(&server), node.proc.root().to_path_buf());
     wait_until(
         "the expired lease is reported Reverted",
         Duration::from_secs(20),

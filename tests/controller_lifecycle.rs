@@ -6,6 +6,8 @@
 
 #[path = "support/apiserver/mod.rs"]
 mod apiserver;
+#[path = "support/chart.rs"]
+mod chart;
 #[path = "support/operator.rs"]
 mod operator;
 
@@ -619,8 +621,10 @@ async fn a_target_pod_vanishing_mid_run_makes_the_verdict_inconclusive_naming_it
         .create(&PostParams::default(), &chaos("vanish", "target: {statefulSet: etcd}\nduration: 5s\nfaults:\n- name: freeze\n  pause: {targets: {mode: all}}\n  start: 3500ms\n  duration: 500ms\n"))
         .await
         .unwrap();
-    wait_for("phase Running", Duration::from_secs(20), || {
-        cluster.status("vanish")["phase"] == "Running"
+    // The runner claims the run (phase Running) before it resolves the targets; the Started
+    // event comes after, once the three pods are its targets.
+    wait_for("the window to open", Duration::from_secs(20), || {
+        !cluster.event_notes("Started").is_empty()
     })
     .await;
     cluster.server.delete_now("pods", Some(NAMESPACE), "etcd-1");
@@ -644,7 +648,11 @@ async fn only_one_replica_holds_the_leader_lease_and_a_released_one_is_taken_at_
     use k8s_openapi::api::coordination::v1::Lease;
     use schism::operator::leader::{release, try_hold};
     let cluster = Cluster::start(ClusterOptions::default()).await;
-    let leases: Api<Lease> = Api::namespaced(cluster.server.client(), NAMESPACE);
+    // As the controller's ServiceAccount, in the release namespace its Role covers.
+    let client = cluster
+        .server
+        .client_with_token(Some(&cluster.controller_token));
+    let leases: Api<Lease> = Api::namespaced(client.clone(), chart::RELEASE_NAMESPACE);
     let (mut seen_a, mut seen_b) = (None, None);
     assert!(
         try_hold(&leases, "schism-controller", "replica-a", &mut seen_a)
@@ -671,8 +679,8 @@ async fn only_one_replica_holds_the_leader_lease_and_a_released_one_is_taken_at_
         "a renewed lease is still respected"
     );
     release(
-        cluster.server.client(),
-        NAMESPACE,
+        client.clone(),
+        chart::RELEASE_NAMESPACE,
         "schism-controller",
         "replica-b",
     )
@@ -684,8 +692,8 @@ async fn only_one_replica_holds_the_leader_lease_and_a_released_one_is_taken_at_
         "only the holder releases"
     );
     release(
-        cluster.server.client(),
-        NAMESPACE,
+        client.clone(),
+        chart::RELEASE_NAMESPACE,
         "schism-controller",
         "replica-a",
     )

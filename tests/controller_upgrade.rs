@@ -5,6 +5,8 @@
 
 #[path = "support/apiserver/mod.rs"]
 mod apiserver;
+#[path = "support/chart.rs"]
+mod chart;
 #[path = "support/operator.rs"]
 mod operator;
 
@@ -44,13 +46,16 @@ impl Replica {
         ];
         if election {
             args.push("--leader-lease=schism-controller".into());
-            args.push(format!("--leader-lease-namespace={NAMESPACE}"));
+            args.push(format!(
+                "--leader-lease-namespace={}",
+                chart::RELEASE_NAMESPACE
+            ));
         } else {
             args.push("--no-leader-election".into());
         }
         let child = Command::new(env!("CARGO_BIN_EXE_schism"))
             .args(&args)
-            .env("KUBECONFIG", &cluster.kubeconfig)
+            .env("KUBECONFIG", &cluster.controller_kubeconfig)
             .env("POD_NAME", name)
             .env("RUST_LOG", "info")
             .stdout(Stdio::null())
@@ -96,7 +101,7 @@ fn holder(cluster: &Cluster) -> Option<String> {
         .server
         .get(
             "leases.coordination.k8s.io",
-            Some(NAMESPACE),
+            Some(chart::RELEASE_NAMESPACE),
             "schism-controller",
         )
         .and_then(|l| l["spec"]["holderIdentity"].as_str().map(str::to_owned))

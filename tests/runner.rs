@@ -5,6 +5,8 @@
 
 #[path = "support/apiserver/mod.rs"]
 mod apiserver;
+#[path = "support/chart.rs"]
+mod chart;
 #[path = "support/kv_service.rs"]
 mod kv_service;
 #[path = "support/operator.rs"]

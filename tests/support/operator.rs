@@ -3,8 +3,14 @@
 //! and a simulated Job controller and kubelet that run each runner Job as the real
 //! `schism runner` binary (killable, stoppable) against the double.
 //!
+//! The double authenticates every request and authorizes it with the RBAC the Helm chart
+//! renders (`helm template`, default values unless a test picks a shipped `ci/` value set):
+//! the controller and each runner use their own ServiceAccount's token, so a permission the
+//! chart lacks fails the test as it would fail in a cluster. The simulated kubelet, Job
+//! controller and agent play other components and write as the cluster's administrator.
+//!
 //! Each test file that uses it declares `#[path = "support/apiserver/mod.rs"] mod apiserver;`
-//! next to it.
+//! and `#[path = "support/chart.rs"] mod chart;` next to it.
 #![allow(dead_code)]
 
 use std::collections::HashMap;
@@ -17,6 +23,7 @@ use serde_json::{Value, json};
 use tokio::process::{Child, Command};
 
 use crate::apiserver::{ApiServer, ResourceType};
+use crate::chart;
 use schism::operator::controller::{self, Context, job::RunnerTemplate};
 use schism::operator::metrics::Metrics;
 use schism::operator::targets::BlastRadius;
@@ -39,6 +46,9 @@ pub struct ClusterOptions {
     pub run_runners: bool,
     /// Runner pods cannot pull their image: they stay Pending in ImagePullBackOff.
     pub image_pull_fails: bool,
+    /// The chart's values file whose RBAC applies (`ci/…-values.yaml`); None: the default
+    /// values, with `demo` prepared for runners (`runner.namespaces`).
+    pub chart_values: Option<&'static str>,
 }
 
 impl Default for ClusterOptions {
@@ -49,6 +59,7 @@ impl Default for ClusterOptions {
             agent: true,
             run_runners: true,
             image_pull_fails: false,
+            chart_values: None,
         }
     }
 }
@@ -79,7 +90,13 @@ pub struct AppliedLease {
 
 pub struct Cluster {
     pub server: Arc<ApiServer>,
-    pub kubeconfig: PathBuf,
+    /// The manifests the chart rendered; its RBAC objects are installed in the double.
+    pub manifests: Vec<Value>,
+    /// Authenticates as the controller's ServiceAccount.
+    pub controller_kubeconfig: PathBuf,
+    pub controller_token: String,
+    /// Authenticates as the runner's ServiceAccount in `demo`.
+    pub runner_kubeconfig: PathBuf,
     pub dir: PathBuf,
     pub runners: Arc<Mutex<Vec<RunnerRecord>>>,
     pub applied: Arc<Mutex<Vec<AppliedLease>>>,
@@ -113,6 +130,7 @@ pub fn lease_resource() -> ResourceType {
 impl Cluster {
     pub async fn start(options: ClusterOptions) -> Cluster {
         let mut builder = ApiServer::builder()
+            .authenticate()
             .resource(chaos_resource())
             .resource(lease_resource())
             // Runner pods get time to heal on SIGTERM; the kubelet below ends them sooner.
@@ -131,22 +149,41 @@ impl Cluster {
             NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
         ));
         std::fs::create_dir_all(&dir).unwrap();
-        let kubeconfig = dir.join("kubeconfig");
-        std::fs::write(
-            &kubeconfig,
-            format!(
-                "apiVersion: v1\nkind: Config\nclusters:\n- name: double\n  cluster: {{server: \"{}\"}}\nusers:\n- name: test\n  user: {{}}\ncontexts:\n- name: double\n  context: {{cluster: double, user: test, namespace: {NAMESPACE}}}\ncurrent-context: double\n",
-                server.url()
-            ),
-        )
-        .unwrap();
-        server.apply_raw(
-            "serviceaccounts",
-            json!({"metadata": {"name": "schism-runner", "namespace": NAMESPACE}}),
+        let manifests = match options.chart_values {
+            Some(values) => chart::render(Some(values), &[]),
+            None => chart::render(None, &[&format!("runner.namespaces={{{NAMESPACE}}}")]),
+        };
+        chart::install(&server, &chart::rbac(&manifests));
+        let (controller_account, controller_namespaces) =
+            chart::service_account(&manifests, "controller");
+        let (runner_account, runner_namespaces) = chart::service_account(&manifests, "runner");
+        assert!(
+            runner_namespaces.iter().any(|n| n == NAMESPACE),
+            "the chart prepares no runner ServiceAccount in {NAMESPACE}"
         );
+        let controller_token =
+            server.service_account_token(&controller_namespaces[0], &controller_account);
+        let runner_token = server.service_account_token(NAMESPACE, &runner_account);
+        let kubeconfig = |file: &str, token: &str| {
+            let path = dir.join(file);
+            std::fs::write(
+                &path,
+                format!(
+                    "apiVersion: v1\nkind: Config\nclusters:\n- name: double\n  cluster: {{server: \"{}\"}}\nusers:\n- name: test\n  user: {{token: \"{token}\"}}\ncontexts:\n- name: double\n  context: {{cluster: double, user: test, namespace: {NAMESPACE}}}\ncurrent-context: double\n",
+                    server.url()
+                ),
+            )
+            .unwrap();
+            path
+        };
+        let controller_kubeconfig = kubeconfig("controller.kubeconfig", &controller_token);
+        let runner_kubeconfig = kubeconfig("runner.kubeconfig", &runner_token);
         let mut cluster = Cluster {
             server,
-            kubeconfig,
+            manifests,
+            controller_kubeconfig,
+            controller_token,
+            runner_kubeconfig,
             dir,
             runners: Arc::default(),
             applied: Arc::default(),
@@ -157,7 +194,7 @@ impl Cluster {
             options.run_runners && !options.image_pull_fails,
             options.image_pull_fails,
             Arc::clone(&cluster.server),
-            cluster.kubeconfig.clone(),
+            cluster.runner_kubeconfig.clone(),
             cluster.dir.clone(),
             Arc::clone(&cluster.runners),
             Arc::clone(&cluster.children),
@@ -211,7 +248,7 @@ impl Cluster {
         tokio::task::JoinHandle<()>,
     ) {
         let mut ctx = Context::new(
-            self.server.client(),
+            self.server.client_with_token(Some(&self.controller_token)),
             radius,
             runner_template(),
             Arc::new(Metrics::default()),
@@ -570,7 +607,7 @@ impl Cluster {
                 format!("--generation={}", chaos["metadata"]["generation"]),
                 "--check-timeout=60s".to_owned(),
             ])
-            .env("KUBECONFIG", &self.kubeconfig)
+            .env("KUBECONFIG", &self.runner_kubeconfig)
             .env("POD_NAME", pod)
             .env("RUST_LOG", "info")
             .stdout(Stdio::null())

@@ -13,6 +13,8 @@ use hyper::{Method, Request, Response, StatusCode};
 use serde_json::{Value, json};
 use tokio::sync::mpsc;
 
+use super::access;
+use super::auth::Identity;
 use super::patch::PatchBody;
 use super::selectors::{FieldSelector, LabelSelector};
 use super::store::{
@@ -80,12 +82,31 @@ pub async fn handle(shared: Arc<Shared>, request: Request<Incoming>) -> Response
     let accept = header(hyper::header::ACCEPT).unwrap_or_default();
     let path = parts.uri.path().to_string();
     let query_text = parts.uri.query().unwrap_or_default().to_string();
+    let identity = shared
+        .tokens
+        .as_ref()
+        .map(|tokens| {
+            let tokens = tokens
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            tokens.authenticate(header(hyper::header::AUTHORIZATION).as_deref())
+        })
+        .transpose();
     shared.requests().push(RecordedRequest {
         method: parts.method.to_string(),
         path: path.clone(),
         query: query_text.clone(),
         content_type: content_type.clone(),
+        user: identity
+            .as_ref()
+            .ok()
+            .and_then(|i| i.as_ref())
+            .map(|i| i.user.clone()),
     });
+    let identity = match identity {
+        Ok(identity) => identity,
+        Err(unauthorized) => return error_response(&unauthorized),
+    };
     let body = match body.collect().await {
         Ok(collected) => collected.to_bytes(),
         Err(error) => {
@@ -101,10 +122,14 @@ pub async fn handle(shared: Arc<Shared>, request: Request<Incoming>) -> Response
         metadata_only: accept.contains("as=PartialObjectMetadata"),
         user_agent,
         body,
+        identity,
     };
     let route = {
         let store = shared.store();
-        route(&store, &path)
+        route(&store, &path).and_then(|route| {
+            authorize(&shared, &store, &route, &request)?;
+            Ok(route)
+        })
     };
     let outcome = match route {
         Ok(Route::Version) => Ok(json_response(StatusCode::OK, &version_info())),
@@ -135,6 +160,8 @@ struct ParsedRequest {
     metadata_only: bool,
     user_agent: String,
     body: Bytes,
+    /// Who is calling; `None` when the double does not authenticate.
+    identity: Option<Identity>,
 }
 
 impl ParsedRequest {
@@ -179,6 +206,66 @@ impl ParsedRequest {
             fields: FieldSelector::parse(text("fieldSelector")).map_err(ApiError::bad_request)?,
             metadata_only: self.metadata_only,
         })
+    }
+}
+
+/// RBAC for a resource request, when the double authenticates; discovery is open to every
+/// authenticated user. A PUT or PATCH that would create its object also needs `create`.
+fn authorize(
+    shared: &Shared,
+    store: &Store,
+    route: &Route,
+    request: &ParsedRequest,
+) -> Result<(), ApiError> {
+    let Some(identity) = &request.identity else {
+        return Ok(());
+    };
+    let text = |name: &str| {
+        request
+            .query
+            .get(name)
+            .map(String::as_str)
+            .unwrap_or_default()
+    };
+    match route {
+        Route::Collection {
+            resource,
+            namespace,
+        } => {
+            let (verb, pinned) = access::collection_verb(
+                &request.method,
+                request.flag("watch"),
+                text("fieldSelector"),
+            );
+            let namespace = namespace.as_deref().unwrap_or_default();
+            let attributes = access::attributes(store, *resource, namespace, &pinned, false, verb);
+            access::check(shared, store, identity, &attributes)
+        }
+        Route::Object { key, status } => {
+            let verb = access::object_verb(&request.method);
+            let attributes = access::attributes(
+                store,
+                key.resource,
+                &key.namespace,
+                &key.name,
+                *status,
+                verb,
+            );
+            access::check(shared, store, identity, &attributes)?;
+            if matches!(verb, "update" | "patch") && store.get(key).is_none() {
+                let create = access::attributes(
+                    store,
+                    key.resource,
+                    &key.namespace,
+                    &key.name,
+                    *status,
+                    "create",
+                );
+                access::check(shared, store, identity, &create)?;
+            }
+            Ok(())
+        }
+        _ => Ok(()),
     }
 }
 
@@ -300,10 +387,19 @@ fn serve_collection(
                     "create a namespaced object under /namespaces/NAMESPACE/",
                 ));
             };
+            let body = request.json_body()?;
+            if let Some(identity) = &request.identity {
+                let key = ObjectKey {
+                    resource,
+                    namespace: namespace.clone(),
+                    name: String::new(),
+                };
+                access::admit_owner_references(shared, &store, identity, &key, None, &body)?;
+            }
             let created = store.create(
                 resource,
                 &namespace,
-                request.json_body()?,
+                body,
                 WriteTarget::Main,
                 request.dry_run(),
                 Ownership::Update(&request.manager()),
@@ -374,6 +470,24 @@ fn serve_object(
             Ok(json_response(StatusCode::OK, &presented))
         }
         Method::PUT => {
+            if let Some(identity) = &request.identity {
+                let would_be = store.update(
+                    &key,
+                    request.json_body()?,
+                    target,
+                    true,
+                    Ownership::Update(&request.manager()),
+                )?;
+                let old = store.get(&key).cloned();
+                access::admit_owner_references(
+                    shared,
+                    &store,
+                    identity,
+                    &key,
+                    old.as_ref(),
+                    &would_be,
+                )?;
+            }
             let updated = store.update(
                 &key,
                 request.json_body()?,
@@ -390,6 +504,18 @@ fn serve_object(
                 request.query.get("fieldManager").map(String::as_str),
                 request.flag("force"),
             )?;
+            if let Some(identity) = &request.identity {
+                let (would_be, _) = store.patch(&key, &patch, target, true, &request.manager())?;
+                let old = store.get(&key).cloned();
+                access::admit_owner_references(
+                    shared,
+                    &store,
+                    identity,
+                    &key,
+                    old.as_ref(),
+                    &would_be,
+                )?;
+            }
             let (object, created) =
                 store.patch(&key, &patch, target, request.dry_run(), &request.manager())?;
             let code = if created {

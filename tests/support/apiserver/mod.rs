@@ -35,12 +35,16 @@
 //!   are reported as ADDED or DELETED), and `PartialObjectMetadata` for metadata watchers;
 //! * discovery (`/version`, `/api`, `/apis`, resource lists) and errors as `Status` objects,
 //!   which kube turns into `kube::Error::Api`.
+//! * with [`ApiServerBuilder::authenticate`]: bearer-token authentication (401), RBAC from the
+//!   stored Roles, ClusterRoles and bindings (403 with the API server's message), and the
+//!   OwnerReferencesPermissionEnforcement admission check (`auth.rs`).
 //!
 //! Approximated or left out: deletion of other kinds is immediate once finalizers allow it,
 //! Foreground propagation behaves as Background, lists always serve the
 //! latest state in one page (`resourceVersion`, `limit` and `continue` are ignored), field
 //! selectors accept any dotted path, namespaces need not exist and deleting one does not
-//! cascade, and there is no admission, defaulting, schema validation or authentication.
+//! cascade, and there is no admission beyond the owner-reference check: no defaulting and no
+//! schema validation.
 //!
 //! ```ignore
 //! #[path = "support/apiserver/mod.rs"]
@@ -54,6 +58,8 @@
 
 #![allow(dead_code)]
 
+mod access;
+pub mod auth;
 mod http;
 mod managed;
 mod patch;
@@ -74,6 +80,7 @@ use tokio::net::TcpListener;
 use tokio::sync::{mpsc, watch as signal};
 use tokio::task::{JoinHandle, JoinSet};
 
+use self::auth::{Decision, Identity, Tokens};
 pub use self::resources::ResourceType;
 use self::store::{DeleteOptions, ObjectKey, PodLifecycle, Store};
 
@@ -88,6 +95,8 @@ pub struct RecordedRequest {
     pub query: String,
     /// The `Content-Type` header, e.g. `application/merge-patch+json`.
     pub content_type: Option<String>,
+    /// The authenticated user, when the double authenticates.
+    pub user: Option<String>,
 }
 
 impl RecordedRequest {
@@ -108,6 +117,10 @@ pub(crate) struct Shared {
     bookmark_interval: Duration,
     /// Watch events arrive up to this late (a lagging cache), when set.
     watch_lag: Option<Duration>,
+    /// The accepted bearer tokens; `None`: no authentication and no authorization.
+    tokens: Option<Mutex<Tokens>>,
+    /// Every RBAC decision made, in order.
+    decisions: Mutex<Vec<Decision>>,
 }
 
 impl Shared {
@@ -121,6 +134,13 @@ impl Shared {
     fn requests(&self) -> MutexGuard<'_, Vec<RecordedRequest>> {
         self.requests.lock().unwrap_or_else(PoisonError::into_inner)
     }
+
+    /// The authorization log; see `store` about poisoning.
+    fn decisions(&self) -> MutexGuard<'_, Vec<Decision>> {
+        self.decisions
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+    }
 }
 
 /// Configures an [`ApiServer`] before it starts.
@@ -130,6 +150,7 @@ pub struct ApiServerBuilder {
     bookmark_interval: Duration,
     pod_lifecycle: PodLifecycle,
     watch_lag: Option<Duration>,
+    authenticate: bool,
 }
 
 impl ApiServerBuilder {
@@ -181,6 +202,16 @@ impl ApiServerBuilder {
         self
     }
 
+    /// Requires a bearer token on every request (401 without a valid one) and authorizes
+    /// resource requests with RBAC against the stored Roles, ClusterRoles and bindings (403),
+    /// with the owner-reference admission check (see `auth`). [`ApiServer::client`] then
+    /// authenticates as a cluster administrator; components get their own tokens from
+    /// [`ApiServer::service_account_token`].
+    pub fn authenticate(mut self) -> Self {
+        self.authenticate = true;
+        self
+    }
+
     /// Binds 127.0.0.1 on a random port and starts serving.
     pub async fn start(self) -> ApiServer {
         let (removed_owners, mut removed_owner_uids) = mpsc::unbounded_channel();
@@ -195,6 +226,14 @@ impl ApiServerBuilder {
             watch_epoch,
             bookmark_interval: self.bookmark_interval,
             watch_lag: self.watch_lag,
+            tokens: self.authenticate.then(|| Mutex::new(Tokens::default())),
+            decisions: Mutex::new(Vec::new()),
+        });
+        let admin_token = shared.tokens.as_ref().map(|tokens| {
+            tokens
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .issue(Identity::administrator())
         });
         let listener = TcpListener::bind("127.0.0.1:0")
             .await
@@ -244,6 +283,7 @@ impl ApiServerBuilder {
         ApiServer {
             shared,
             address,
+            admin_token,
             shutdown,
             accept_task: Some(accept_task),
             garbage_collector,
@@ -266,6 +306,8 @@ async fn serve_connection(shared: Arc<Shared>, stream: tokio::net::TcpStream) {
 pub struct ApiServer {
     shared: Arc<Shared>,
     address: SocketAddr,
+    /// The administrator's token, when the double authenticates.
+    admin_token: Option<String>,
     shutdown: signal::Sender<bool>,
     accept_task: Option<JoinHandle<()>>,
     garbage_collector: JoinHandle<()>,
@@ -285,6 +327,7 @@ impl ApiServer {
                 replace_after: None,
             },
             watch_lag: None,
+            authenticate: false,
         }
     }
 
@@ -298,11 +341,37 @@ impl ApiServer {
         format!("http://{}", self.address)
     }
 
-    /// A `kube::Client` for this server whose default namespace is `default`.
+    /// A `kube::Client` for this server whose default namespace is `default`; a cluster
+    /// administrator's when the double authenticates.
     pub fn client(&self) -> kube::Client {
+        self.client_with_token(self.admin_token.as_deref())
+    }
+
+    /// A `kube::Client` that sends `token` (none: no `Authorization` header).
+    pub fn client_with_token(&self, token: Option<&str>) -> kube::Client {
         let url = self.url().parse().expect("the server URL is a valid URI");
-        let config = kube::Config::new(url);
+        let mut config = kube::Config::new(url);
+        if let Some(token) = token {
+            config.auth_info.token = Some(token.to_owned().into());
+        }
         kube::Client::try_from(config).expect("a plain-HTTP client config is always valid")
+    }
+
+    /// A new bearer token for ServiceAccount `namespace/name` (the account object need not
+    /// exist). Panics unless the double authenticates.
+    pub fn service_account_token(&self, namespace: &str, name: &str) -> String {
+        self.shared
+            .tokens
+            .as_ref()
+            .expect("service account tokens need ApiServerBuilder::authenticate")
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .issue(Identity::service_account(namespace, name))
+    }
+
+    /// Every RBAC decision so far, in order.
+    pub fn decisions(&self) -> Vec<Decision> {
+        self.shared.decisions().clone()
     }
 
     /// All stored objects of a resource (`configmaps`, `leases.coordination.k8s.io`, …), in

@@ -141,6 +141,25 @@ pub(crate) fn builtin_resources() -> Vec<ResourceType> {
         ResourceType::namespaced("batch", "v1", "jobs", "Job")
             .with_status()
             .list_map("status.conditions", &["type"]),
+        ResourceType::namespaced("rbac.authorization.k8s.io", "v1", "roles", "Role"),
+        ResourceType::namespaced(
+            "rbac.authorization.k8s.io",
+            "v1",
+            "rolebindings",
+            "RoleBinding",
+        ),
+        ResourceType::cluster_scoped(
+            "rbac.authorization.k8s.io",
+            "v1",
+            "clusterroles",
+            "ClusterRole",
+        ),
+        ResourceType::cluster_scoped(
+            "rbac.authorization.k8s.io",
+            "v1",
+            "clusterrolebindings",
+            "ClusterRoleBinding",
+        ),
     ];
     resources.into_iter().map(ResourceType::built_in).collect()
 }
