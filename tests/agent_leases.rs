@@ -413,3 +413,91 @@ async fn restarted_agent_reaps_leftovers_and_applies_live_leases_once() {
         "a stopping agent reverts what it holds"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_agents_lifecycle_under_the_charts_rbac_needs_every_grant_and_is_never_refused() {
+    require("agent RBAC", NET_TOOLS);
+    let node = std::sync::Arc::new(Node::new());
+    let server = api_server().await;
+    let agent = RunningAgent::start(agent_client(&server), node.proc.root().to_path_buf());
+    let leases: Api<FaultLease> = Api::namespaced(server.client(), NAMESPACE);
+    let chaos = server.apply_raw(
+        "chaoses.schism.dev",
+        serde_json::json!({"metadata": {"name": "etcd-partition", "namespace": NAMESPACE},
+            "spec": {"target": {"statefulSet": "etcd"}, "duration": "1m"}}),
+    );
+    let owned_by_chaos = |mut lease: FaultLease| {
+        lease.metadata.owner_references = Some(vec![
+            k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference {
+                api_version: "schism.dev/v1alpha1".into(),
+                kind: "Chaos".into(),
+                name: "etcd-partition".into(),
+                uid: chaos["metadata"]["uid"].as_str().unwrap().into(),
+                ..Default::default()
+            },
+        ]);
+        lease
+    };
+
+    // Applied, then released: status, then the finalizer.
+    leases
+        .create(
+            &PostParams::default(),
+            &partition_lease("cut-a", &node, Duration::from_secs(60)),
+        )
+        .await
+        .unwrap();
+    wait_until("cut-a is Applied", Duration::from_secs(20), || {
+        phase(&server, "cut-a").as_deref() == Some("Applied")
+    })
+    .await;
+    leases
+        .delete("cut-a", &DeleteParams::default())
+        .await
+        .unwrap();
+    wait_until("cut-a is gone", Duration::from_secs(20), || {
+        stored(&server, "cut-a").is_none()
+    })
+    .await;
+    // Two that cannot be applied: an Event on the Chaos, then the same Event again (a patch
+    // of its series).
+    for name in ["no-pod-1", "no-pod-2"] {
+        let mut lease = owned_by_chaos(partition_lease(name, &node, Duration::from_secs(60)));
+        lease.spec.pod.uid = "11111111-2222-3333-4444-555555555555".into();
+        leases.create(&PostParams::default(), &lease).await.unwrap();
+        wait_until("the lease is Failed", Duration::from_secs(20), || {
+            phase(&server, name).as_deref() == Some("Failed")
+        })
+        .await;
+    }
+    // One that ends at its deadline.
+    leases
+        .create(
+            &PostParams::default(),
+            &partition_lease("brief", &node, Duration::from_secs(2)),
+        )
+        .await
+        .unwrap();
+    wait_until(
+        "brief is reverted at its deadline",
+        Duration::from_secs(20),
+        || phase(&server, "brief").as_deref() == Some("Reverted"),
+    )
+    .await;
+    agent.stop().await;
+
+    let decisions = server.decisions();
+    let manifests = chart::render(None, &[]);
+    let (account, namespaces) = chart::service_account(&manifests, "agent");
+    let user = format!("system:serviceaccount:{}:{account}", namespaces[0]);
+    let refused: Vec<_> = decisions
+        .iter()
+        .filter(|d| d.user == user && !d.allowed)
+        .collect();
+    assert!(
+        refused.is_empty(),
+        "the chart's RBAC refused the agent: {refused:#?}"
+    );
+    let grants = chart::grants_to(&manifests, &namespaces[0], &account);
+    chart::assert_every_grant_needed("agent", &chart::sole_grants(&grants, &decisions, &user));
+}

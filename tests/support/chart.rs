@@ -109,3 +109,161 @@ pub fn service_account(manifests: &[Value], component: &str) -> (String, Vec<Str
         .collect();
     (name, namespaces)
 }
+
+/// One verb on one resource that one rule of a rendered role grants.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Grant {
+    /// `ClusterRole/NAME` or `Role/NAMESPACE/NAME`, as the double's decisions name roles.
+    pub role: String,
+    pub rule: usize,
+    pub api_group: String,
+    /// `resource` or `resource/subresource`.
+    pub resource: String,
+    pub verb: String,
+}
+
+impl std::fmt::Display for Grant {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let group = if self.api_group.is_empty() {
+            "core"
+        } else {
+            &self.api_group
+        };
+        write!(
+            f,
+            "{} rule {}: {} {} ({group})",
+            self.role, self.rule, self.verb, self.resource
+        )
+    }
+}
+
+/// Every grant the rendered bindings give ServiceAccount `namespace/name`.
+pub fn grants_to(manifests: &[Value], namespace: &str, name: &str) -> Vec<Grant> {
+    let text = |v: &Value, pointer: &str| {
+        v.pointer(pointer)
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .to_owned()
+    };
+    let mut roles: Vec<(String, &Value)> = Vec::new();
+    for binding in manifests
+        .iter()
+        .filter(|m| m["kind"] == "RoleBinding" || m["kind"] == "ClusterRoleBinding")
+    {
+        let binds = binding["subjects"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .any(|s| {
+                s["kind"] == "ServiceAccount" && s["name"] == name && s["namespace"] == namespace
+            });
+        if !binds {
+            continue;
+        }
+        let role_kind = text(binding, "/roleRef/kind");
+        let role_name = text(binding, "/roleRef/name");
+        let binding_namespace = text(binding, "/metadata/namespace");
+        let role = manifests.iter().find(|m| {
+            m["kind"] == role_kind.as_str()
+                && m["metadata"]["name"] == role_name.as_str()
+                && (role_kind == "ClusterRole"
+                    || text(m, "/metadata/namespace") == binding_namespace)
+        });
+        let Some(role) = role else { continue };
+        let label = if role_kind == "ClusterRole" {
+            format!("ClusterRole/{role_name}")
+        } else {
+            format!("Role/{binding_namespace}/{role_name}")
+        };
+        if !roles.iter().any(|(l, _)| *l == label) {
+            roles.push((label, role));
+        }
+    }
+    let listed = |rule: &Value, field: &str| -> Vec<String> {
+        rule[field]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|v| v.as_str().map(str::to_owned))
+            .collect()
+    };
+    let mut grants = Vec::new();
+    for (label, role) in roles {
+        for (index, rule) in role["rules"].as_array().into_iter().flatten().enumerate() {
+            for api_group in listed(rule, "apiGroups") {
+                for resource in listed(rule, "resources") {
+                    for verb in listed(rule, "verbs") {
+                        grants.push(Grant {
+                            role: label.clone(),
+                            rule: index,
+                            api_group: api_group.clone(),
+                            resource: resource.clone(),
+                            verb,
+                        });
+                    }
+                }
+            }
+        }
+    }
+    grants
+}
+
+/// For each grant, a request of `user` that it alone allowed (every rule that allowed the
+/// request is this grant's rule): dropping the grant refuses that request with 403. `None`
+/// when no request needed it.
+pub fn sole_grants<'a>(
+    grants: &'a [Grant],
+    decisions: &'a [crate::apiserver::auth::Decision],
+    user: &str,
+) -> Vec<(&'a Grant, Option<&'a crate::apiserver::auth::Decision>)> {
+    grants
+        .iter()
+        .map(|grant| {
+            let needed_by = decisions.iter().find(|d| {
+                d.user == user
+                    && d.allowed
+                    && d.attributes.verb == grant.verb
+                    && d.attributes.api_group == grant.api_group
+                    && d.attributes.resource_path() == grant.resource
+                    && d.allowed_by
+                        .iter()
+                        .all(|r| r.role == grant.role && r.rule == grant.rule)
+            });
+            (grant, needed_by)
+        })
+        .collect()
+}
+
+/// Fails, listing them, unless every grant was the only one allowing some request; prints
+/// which request proved each.
+pub fn assert_every_grant_needed(
+    component: &str,
+    proofs: &[(&Grant, Option<&crate::apiserver::auth::Decision>)],
+) {
+    let mut unneeded = Vec::new();
+    println!("{component}: which request needs each grant of the chart");
+    for (grant, decision) in proofs {
+        match decision {
+            Some(d) => {
+                let a = &d.attributes;
+                let scope = if a.namespace.is_empty() {
+                    "cluster".to_owned()
+                } else {
+                    a.namespace.clone()
+                };
+                println!(
+                    "  {grant}  <-  {} {} {:?} in {scope}",
+                    a.verb,
+                    a.resource_path(),
+                    a.name
+                );
+            }
+            None => unneeded.push(grant.to_string()),
+        }
+    }
+    assert!(
+        unneeded.is_empty(),
+        "the {component}'s lifecycle needed none of these grants (drop them from the chart, or test what needs them):\n  {}",
+        unneeded.join("\n  ")
+    );
+}

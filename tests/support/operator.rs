@@ -237,6 +237,46 @@ impl Cluster {
         }
     }
 
+    /// A Deployment `name` whose ReplicaSet has `count` Ready pods, with loopback IPs
+    /// `127.0.0.{base+i}`.
+    pub fn add_deployment(&self, name: &str, count: usize, base: u8) {
+        let deployment = self.server.apply_raw(
+            "deployments.apps",
+            json!({
+                "apiVersion": "apps/v1", "kind": "Deployment",
+                "metadata": {"name": name, "namespace": NAMESPACE},
+                "spec": {"selector": {"matchLabels": {"app": name}}, "template": {}}
+            }),
+        );
+        let replica_set = self.server.apply_raw(
+            "replicasets.apps",
+            json!({
+                "apiVersion": "apps/v1", "kind": "ReplicaSet",
+                "metadata": {"name": format!("{name}-5d8f7c"), "namespace": NAMESPACE,
+                    "labels": {"app": name},
+                    "ownerReferences": [{"apiVersion": "apps/v1", "kind": "Deployment",
+                        "name": name, "uid": deployment["metadata"]["uid"], "controller": true}]},
+                "spec": {"selector": {"matchLabels": {"app": name}}, "template": {}}
+            }),
+        );
+        for i in 0..count {
+            self.server.apply_raw(
+                "pods",
+                json!({
+                    "apiVersion": "v1", "kind": "Pod",
+                    "metadata": {"name": format!("{name}-5d8f7c-{i}"), "namespace": NAMESPACE,
+                        "labels": {"app": name},
+                        "ownerReferences": [{"apiVersion": "apps/v1", "kind": "ReplicaSet",
+                            "name": format!("{name}-5d8f7c"), "uid": replica_set["metadata"]["uid"],
+                            "controller": true}]},
+                    "spec": {"nodeName": format!("node-{}", i % 2), "containers": [{"name": "app", "image": "app"}]},
+                    "status": {"phase": "Running", "podIP": format!("127.0.0.{}", base as usize + i),
+                        "conditions": [{"type": "Ready", "status": "True"}]}
+                }),
+            );
+        }
+    }
+
     /// A controller running in this process, as `schism controller` runs it; ends when the
     /// returned sender sends `true` (or the handle is aborted).
     pub fn controller(

@@ -555,7 +555,10 @@ async fn store_report(
             },
             Err(error) => error,
         };
-        if started.elapsed() >= WRITE_PATIENCE {
+        // Refused or invalid is not going to change by itself: say so at once.
+        let lasting =
+            matches!(&error, kube::Error::Api(e) if matches!(e.code, 400 | 401 | 403 | 422));
+        if lasting || started.elapsed() >= WRITE_PATIENCE {
             return Err(error.to_string());
         }
         tracing::warn!(%error, "cannot store the report yet; retrying");
