@@ -1,11 +1,15 @@
 #!/usr/bin/env bash
 # Installs what building, testing and running Schism need on a fresh Debian 12 machine, as root:
 # the kernel tools of the data plane, the real databases the tests break, and the offline
-# Kubernetes validators. Safe to run again; it only installs what is missing.
+# Kubernetes validators, and the Docker engine the image is built and run with. Safe to run
+# again; it only installs what is missing.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-packages=(nftables iptables iproute2 etcd-server etcd-client redis-server iputils-ping python3-venv procps)
+# docker.io and debootstrap: the image is built from the Dockerfile, with base images made
+# from Debian's mirror when no registry answers (scripts/container-images.sh).
+packages=(nftables iptables iproute2 etcd-server etcd-client redis-server iputils-ping python3-venv procps
+  docker.io debootstrap)
 missing=()
 for package in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$package" 2>/dev/null | grep -q "install ok installed" || missing+=("$package")

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# README's test command: formatting, lints, the CRD checked by real Kubernetes tooling, then
-# every test (some need root, etcd, Redis and nftables: scripts/install-deps.sh provides them).
+# README's test command: formatting, lints, the CRD checked by real Kubernetes tooling, the
+# packaging, the image built from the Dockerfile, then every test (some need root, etcd,
+# Redis, nftables and Docker: scripts/install-deps.sh provides them).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/install-deps.sh
@@ -19,5 +20,15 @@ echo "== examples against the CRD's openAPIV3Schema (openapi-schema-validator)"
 ./target/debug/schism validate --quiet examples/*.yaml examples/local/*.yaml
 
 bash scripts/validate-packaging.sh
+
+# The image, from the Dockerfile, once per run and never beside a cargo build. Every image,
+# container and network the run made is removed at the end (SCHISM_KEEP_IMAGES=1 keeps the
+# images, to rebuild from the cache).
+echo "== the image (scripts/container-images.sh)"
+if [ "${SCHISM_KEEP_IMAGES:-}" != 1 ]; then
+  trap 'bash scripts/container-images.sh --remove' EXIT
+fi
+bash scripts/container-images.sh
+
 echo "== tests"
 cargo nextest run --no-fail-fast --status-level fail
