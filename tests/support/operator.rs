@@ -49,6 +49,9 @@ pub struct ClusterOptions {
     /// The chart's values file whose RBAC applies (`ci/…-values.yaml`); None: the default
     /// values, with `demo` prepared for runners (`runner.namespaces`).
     pub chart_values: Option<&'static str>,
+    /// Serve HTTPS on this address (a Docker network's gateway, for components in
+    /// containers) instead of plain HTTP on loopback.
+    pub serve_tls_on: Option<std::net::IpAddr>,
 }
 
 impl Default for ClusterOptions {
@@ -60,6 +63,7 @@ impl Default for ClusterOptions {
             run_runners: true,
             image_pull_fails: false,
             chart_values: None,
+            serve_tls_on: None,
         }
     }
 }
@@ -97,6 +101,7 @@ pub struct Cluster {
     pub controller_token: String,
     /// Authenticates as the runner's ServiceAccount in `demo`.
     pub runner_kubeconfig: PathBuf,
+    pub runner_token: String,
     pub dir: PathBuf,
     pub runners: Arc<Mutex<Vec<RunnerRecord>>>,
     pub applied: Arc<Mutex<Vec<AppliedLease>>>,
@@ -141,6 +146,9 @@ impl Cluster {
         if let Some(lag) = options.watch_lag {
             builder = builder.watch_lag(lag);
         }
+        if let Some(address) = options.serve_tls_on {
+            builder = builder.listen_on(address).tls();
+        }
         let server = Arc::new(builder.start().await);
         static NEXT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
         let dir = std::env::temp_dir().join(format!(
@@ -164,12 +172,20 @@ impl Cluster {
         let controller_token =
             server.service_account_token(&controller_namespaces[0], &controller_account);
         let runner_token = server.service_account_token(NAMESPACE, &runner_account);
+        let authority = match options.serve_tls_on {
+            Some(_) => {
+                let ca = dir.join("ca.crt");
+                std::fs::write(&ca, server.ca_pem()).unwrap();
+                format!(", certificate-authority: \"{}\"", ca.display())
+            }
+            None => String::new(),
+        };
         let kubeconfig = |file: &str, token: &str| {
             let path = dir.join(file);
             std::fs::write(
                 &path,
                 format!(
-                    "apiVersion: v1\nkind: Config\nclusters:\n- name: double\n  cluster: {{server: \"{}\"}}\nusers:\n- name: test\n  user: {{token: \"{token}\"}}\ncontexts:\n- name: double\n  context: {{cluster: double, user: test, namespace: {NAMESPACE}}}\ncurrent-context: double\n",
+                    "apiVersion: v1\nkind: Config\nclusters:\n- name: double\n  cluster: {{server: \"{}\"{authority}}}\nusers:\n- name: test\n  user: {{token: \"{token}\"}}\ncontexts:\n- name: double\n  context: {{cluster: double, user: test, namespace: {NAMESPACE}}}\ncurrent-context: double\n",
                     server.url()
                 ),
             )
@@ -184,6 +200,7 @@ impl Cluster {
             controller_kubeconfig,
             controller_token,
             runner_kubeconfig,
+            runner_token,
             dir,
             runners: Arc::default(),
             applied: Arc::default(),

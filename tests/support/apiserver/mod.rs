@@ -66,9 +66,10 @@ mod patch;
 mod resources;
 mod selectors;
 mod store;
+mod tls;
 mod watch;
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
@@ -151,6 +152,8 @@ pub struct ApiServerBuilder {
     pod_lifecycle: PodLifecycle,
     watch_lag: Option<Duration>,
     authenticate: bool,
+    listen: IpAddr,
+    tls: bool,
 }
 
 impl ApiServerBuilder {
@@ -212,7 +215,21 @@ impl ApiServerBuilder {
         self
     }
 
-    /// Binds 127.0.0.1 on a random port and starts serving.
+    /// Listens on `address` instead of 127.0.0.1, e.g. a Docker network's gateway, where the
+    /// network's containers reach the host.
+    pub fn listen_on(mut self, address: IpAddr) -> Self {
+        self.listen = address;
+        self
+    }
+
+    /// Serves HTTPS, as the API server does, with a certificate for the listening address,
+    /// `localhost` and `kubernetes.default.svc` from a CA of its own ([`ApiServer::ca_pem`]).
+    pub fn tls(mut self) -> Self {
+        self.tls = true;
+        self
+    }
+
+    /// Binds the listening address (127.0.0.1 unless set) on a random port and starts serving.
     pub async fn start(self) -> ApiServer {
         let (removed_owners, mut removed_owner_uids) = mpsc::unbounded_channel();
         let (watch_epoch, _) = signal::channel(0);
@@ -235,9 +252,11 @@ impl ApiServerBuilder {
                 .unwrap_or_else(PoisonError::into_inner)
                 .issue(Identity::administrator())
         });
-        let listener = TcpListener::bind("127.0.0.1:0")
+        let listener = TcpListener::bind((self.listen, 0))
             .await
-            .expect("bind a loopback port for the API server double");
+            .expect("bind a port for the API server double");
+        let certificates = self.tls.then(|| tls::Certificates::issue(self.listen));
+        let acceptor = certificates.as_ref().map(tls::Certificates::acceptor);
         let address = listener
             .local_addr()
             .expect("a bound listener has an address");
@@ -252,7 +271,16 @@ impl ApiServerBuilder {
                     _ = shutdown_requested.changed() => return,
                     accepted = listener.accept() => {
                         let Ok((stream, _)) = accepted else { continue };
-                        connections.spawn(serve_connection(accepting.clone(), stream));
+                        let shared = accepting.clone();
+                        match acceptor.clone() {
+                            None => connections.spawn(serve_connection(shared, stream)),
+                            Some(acceptor) => connections.spawn(async move {
+                                // A client that gives up on the handshake is not an error here.
+                                if let Ok(stream) = acceptor.accept(stream).await {
+                                    serve_connection(shared, stream).await;
+                                }
+                            }),
+                        };
                     }
                     // Reap finished connections so the set does not grow without bound.
                     Some(_) = connections.join_next(), if !connections.is_empty() => {}
@@ -283,6 +311,7 @@ impl ApiServerBuilder {
         ApiServer {
             shared,
             address,
+            certificates,
             admin_token,
             shutdown,
             accept_task: Some(accept_task),
@@ -292,7 +321,10 @@ impl ApiServerBuilder {
 }
 
 /// Serves HTTP/1.1 requests on one connection until the client closes it.
-async fn serve_connection(shared: Arc<Shared>, stream: tokio::net::TcpStream) {
+async fn serve_connection<S>(shared: Arc<Shared>, stream: S)
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
     let service = service_fn(move |request| {
         let shared = shared.clone();
         async move { Ok::<_, std::convert::Infallible>(http::handle(shared, request).await) }
@@ -306,6 +338,8 @@ async fn serve_connection(shared: Arc<Shared>, stream: tokio::net::TcpStream) {
 pub struct ApiServer {
     shared: Arc<Shared>,
     address: SocketAddr,
+    /// The serving certificate and its CA, when the double serves HTTPS.
+    certificates: Option<tls::Certificates>,
     /// The administrator's token, when the double authenticates.
     admin_token: Option<String>,
     shutdown: signal::Sender<bool>,
@@ -328,6 +362,8 @@ impl ApiServer {
             },
             watch_lag: None,
             authenticate: false,
+            listen: IpAddr::V4(Ipv4Addr::LOCALHOST),
+            tls: false,
         }
     }
 
@@ -336,9 +372,29 @@ impl ApiServer {
         Self::builder().start().await
     }
 
-    /// The base URL, e.g. `http://127.0.0.1:41234`.
+    /// The base URL, e.g. `http://127.0.0.1:41234` (`https://…` when serving TLS).
     pub fn url(&self) -> String {
-        format!("http://{}", self.address)
+        let scheme = if self.certificates.is_some() {
+            "https"
+        } else {
+            "http"
+        };
+        format!("{scheme}://{}", self.address)
+    }
+
+    /// The address and port it listens on.
+    pub fn address(&self) -> SocketAddr {
+        self.address
+    }
+
+    /// The PEM of the CA that signed the serving certificate (what a pod finds in its
+    /// ServiceAccount's `ca.crt`); panics unless the double serves TLS.
+    pub fn ca_pem(&self) -> &str {
+        &self
+            .certificates
+            .as_ref()
+            .expect("the CA exists when the double serves TLS (ApiServerBuilder::tls)")
+            .ca_pem
     }
 
     /// A `kube::Client` for this server whose default namespace is `default`; a cluster
@@ -351,10 +407,13 @@ impl ApiServer {
     pub fn client_with_token(&self, token: Option<&str>) -> kube::Client {
         let url = self.url().parse().expect("the server URL is a valid URI");
         let mut config = kube::Config::new(url);
+        if let Some(certificates) = &self.certificates {
+            config.root_cert = Some(vec![certificates.ca_der.clone()]);
+        }
         if let Some(token) = token {
             config.auth_info.token = Some(token.to_owned().into());
         }
-        kube::Client::try_from(config).expect("a plain-HTTP client config is always valid")
+        kube::Client::try_from(config).expect("a client config for the double is valid")
     }
 
     /// A new bearer token for ServiceAccount `namespace/name` (the account object need not

@@ -1,0 +1,437 @@
+//! Real containers as pods, with the Docker engine (`docker` CLI): a user-defined network
+//! whose gateway is where the host — and the API double — answers, ServiceAccount tokens
+//! mounted where Kubernetes projects them, and `docker run` flags derived from a pod spec's
+//! security settings, so a test runs a component exactly as its manifest says and never as a
+//! hand-copied approximation. Everything made carries the label `schism-test` and is removed
+//! on drop (`scripts/container-images.sh --remove` sweeps what a killed test left).
+#![allow(dead_code)]
+
+use std::net::Ipv4Addr;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::atomic::{AtomicU32, Ordering};
+
+use serde_json::Value;
+
+/// The image `scripts/test.sh` builds from the Dockerfile.
+pub const IMAGE: &str = "schism:test";
+/// Where the kubelet projects a pod's ServiceAccount token, CA and namespace.
+pub const SERVICE_ACCOUNT_DIR: &str = "/var/run/secrets/kubernetes.io/serviceaccount";
+const LABEL: &str = "schism-test";
+
+/// Runs `docker ARGS`, panicking with its stderr on failure; returns stdout, trimmed.
+pub fn docker(args: &[&str]) -> String {
+    let output = Command::new("docker")
+        .args(args)
+        .output()
+        .expect("the docker CLI runs");
+    assert!(
+        output.status.success(),
+        "docker {} failed: {}",
+        args.join(" "),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8_lossy(&output.stdout).trim().to_owned()
+}
+
+/// Fails loudly unless the engine answers and the image exists.
+pub fn require_image(test: &str) {
+    // SAFETY: geteuid has no preconditions.
+    assert!(unsafe { libc::geteuid() } == 0, "{test} needs root");
+    let engine = Command::new("docker")
+        .args(["info", "--format", "{{.ServerVersion}}"])
+        .output();
+    assert!(
+        engine.is_ok_and(|o| o.status.success()),
+        "{test} needs a Docker engine: scripts/install-deps.sh installs docker.io, \
+         scripts/container-images.sh starts dockerd"
+    );
+    let image = Command::new("docker")
+        .args(["image", "inspect", IMAGE])
+        .output();
+    assert!(
+        image.is_ok_and(|o| o.status.success()),
+        "{test} needs the image {IMAGE}: scripts/container-images.sh builds it (scripts/test.sh runs it)"
+    );
+}
+
+fn unique(kind: &str) -> String {
+    static NEXT: AtomicU32 = AtomicU32::new(0);
+    format!(
+        "schism-test-{kind}-{}-{}",
+        std::process::id(),
+        NEXT.fetch_add(1, Ordering::Relaxed)
+    )
+}
+
+/// A user-defined bridge network; the host is its gateway.
+pub struct Network {
+    pub name: String,
+    pub gateway: Ipv4Addr,
+}
+
+impl Network {
+    pub fn create() -> Self {
+        let name = unique("net");
+        docker(&["network", "create", "--label", LABEL, &name]);
+        let gateway = docker(&[
+            "network",
+            "inspect",
+            "-f",
+            "{{(index .IPAM.Config 0).Gateway}}",
+            &name,
+        ]);
+        Self {
+            gateway: gateway
+                .parse()
+                .unwrap_or_else(|_| panic!("gateway {gateway:?} is an IPv4 address")),
+            name,
+        }
+    }
+}
+
+impl Drop for Network {
+    fn drop(&mut self) {
+        let _ = Command::new("docker")
+            .args(["network", "rm", &self.name])
+            .output();
+    }
+}
+
+/// One running container, removed (killed first) on drop.
+pub struct Container {
+    pub name: String,
+}
+
+impl Container {
+    /// `docker run -d` with the label, a unique name and `flags`, then `image` and `args`.
+    pub fn run(flags: &[String], image: &str, args: &[String]) -> Self {
+        let name = unique("ctr");
+        let mut all = vec![
+            "run".to_owned(),
+            "-d".to_owned(),
+            "--name".to_owned(),
+            name.clone(),
+        ];
+        all.extend(["--label".to_owned(), LABEL.to_owned()]);
+        all.extend(flags.iter().cloned());
+        all.push(image.to_owned());
+        all.extend(args.iter().cloned());
+        let refs: Vec<&str> = all.iter().map(String::as_str).collect();
+        docker(&refs);
+        Self { name }
+    }
+
+    /// The container's address on `network`.
+    pub fn ip(&self, network: &Network) -> Ipv4Addr {
+        let template = format!(
+            "{{{{(index .NetworkSettings.Networks \"{}\").IPAddress}}}}",
+            network.name
+        );
+        let ip = docker(&["inspect", "-f", &template, &self.name]);
+        ip.parse().unwrap_or_else(|_| panic!("container IP {ip:?}"))
+    }
+
+    /// The host PID of the container's first process.
+    pub fn pid(&self) -> u32 {
+        docker(&["inspect", "-f", "{{.State.Pid}}", &self.name])
+            .parse()
+            .expect("a PID")
+    }
+
+    pub fn running(&self) -> bool {
+        docker(&["inspect", "-f", "{{.State.Running}}", &self.name]) == "true"
+    }
+
+    /// The exit code, once the container stopped.
+    pub fn exit_code(&self) -> Option<i32> {
+        (!self.running()).then(|| {
+            docker(&["inspect", "-f", "{{.State.ExitCode}}", &self.name])
+                .parse()
+                .expect("an exit code")
+        })
+    }
+
+    pub fn logs(&self) -> String {
+        let output = Command::new("docker")
+            .args(["logs", &self.name])
+            .output()
+            .expect("docker logs");
+        format!(
+            "{}{}",
+            String::from_utf8_lossy(&output.stdout),
+            String::from_utf8_lossy(&output.stderr)
+        )
+    }
+}
+
+impl Drop for Container {
+    fn drop(&mut self) {
+        let _ = Command::new("docker")
+            .args(["rm", "-f", &self.name])
+            .output();
+    }
+}
+
+/// A ServiceAccount's projected volume on the host, mounted read-only where the kubelet puts
+/// it: `token`, `ca.crt` and `namespace`.
+pub struct ServiceAccountVolume {
+    pub dir: PathBuf,
+}
+
+impl ServiceAccountVolume {
+    pub fn new(dir: &Path, token: &str, ca_pem: &str, namespace: &str) -> Self {
+        let dir = dir.join(unique("sa"));
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(dir.join("token"), token).unwrap();
+        std::fs::write(dir.join("ca.crt"), ca_pem).unwrap();
+        std::fs::write(dir.join("namespace"), namespace).unwrap();
+        // Readable by the container's non-root user, as the kubelet's projection is.
+        for file in ["", "token", "ca.crt", "namespace"] {
+            let path = dir.join(file);
+            let mode = if file.is_empty() { 0o755 } else { 0o644 };
+            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(mode)).unwrap();
+        }
+        Self { dir }
+    }
+
+    pub fn flag(&self) -> String {
+        format!("--volume={}:{SERVICE_ACCOUNT_DIR}:ro", self.dir.display())
+    }
+}
+
+/// The in-cluster environment the kubelet gives every container: where the API server is.
+pub fn in_cluster_env(host: Ipv4Addr, port: u16) -> Vec<String> {
+    vec![
+        format!("--env=KUBERNETES_SERVICE_HOST={host}"),
+        format!("--env=KUBERNETES_SERVICE_PORT={port}"),
+    ]
+}
+
+/// What a pod's metadata fills in for `fieldRef` environment variables.
+pub struct PodIdentity<'a> {
+    pub name: &'a str,
+    pub namespace: &'a str,
+    pub node_name: &'a str,
+}
+
+/// `docker run` flags for container `container` of pod spec `pod`, as a kubelet would run it:
+/// user and group, the root filesystem, privilege escalation, capabilities, seccomp and
+/// AppArmor, host PID and network namespaces, memory and CPU limits, `emptyDir` volumes (as
+/// tmpfs, memory-backed or not) and `hostPath` ones, and the environment (`value` and
+/// `fieldRef`). A setting it does not know panics, so that none is ever silently left out.
+/// Requests, probes and ports are the kubelet's business, not the container runtime's.
+pub fn run_flags(pod: &Value, container: &Value, identity: &PodIdentity<'_>) -> Vec<String> {
+    let mut flags = Vec::new();
+    let pod_security = &pod["securityContext"];
+    let security = &container["securityContext"];
+    let setting = |name: &str| -> &Value {
+        if security.get(name).is_some() {
+            &security[name]
+        } else {
+            &pod_security[name]
+        }
+    };
+    known(
+        pod_security,
+        "pod securityContext",
+        &[
+            "runAsUser",
+            "runAsGroup",
+            "runAsNonRoot",
+            "seccompProfile",
+            "fsGroup",
+            "appArmorProfile",
+        ],
+    );
+    known(
+        security,
+        "securityContext",
+        &[
+            "runAsUser",
+            "runAsGroup",
+            "runAsNonRoot",
+            "seccompProfile",
+            "allowPrivilegeEscalation",
+            "readOnlyRootFilesystem",
+            "capabilities",
+            "privileged",
+            "appArmorProfile",
+        ],
+    );
+    known(
+        pod,
+        "pod spec",
+        &[
+            "securityContext",
+            "containers",
+            "volumes",
+            "hostPID",
+            "hostNetwork",
+            "serviceAccountName",
+            "restartPolicy",
+            "terminationGracePeriodSeconds",
+            "nodeSelector",
+            "tolerations",
+            "affinity",
+            "priorityClassName",
+            "imagePullSecrets",
+            "automountServiceAccountToken",
+            "nodeName",
+            "dnsPolicy",
+        ],
+    );
+
+    let user = setting("runAsUser").as_i64();
+    let group = setting("runAsGroup").as_i64();
+    match (user, group) {
+        (Some(user), Some(group)) => flags.push(format!("--user={user}:{group}")),
+        (Some(user), None) => flags.push(format!("--user={user}")),
+        (None, Some(_)) => panic!("runAsGroup without runAsUser is not run by this test helper"),
+        (None, None) => {}
+    }
+    if setting("runAsNonRoot") == true {
+        let effective = match user {
+            Some(user) => user.to_string(),
+            None => docker(&[
+                "image",
+                "inspect",
+                "-f",
+                "{{.Config.User}}",
+                container["image"].as_str().unwrap_or(IMAGE),
+            ]),
+        };
+        let uid = effective.split(':').next().unwrap_or_default();
+        assert!(
+            uid.parse::<u32>().is_ok_and(|u| u != 0),
+            "runAsNonRoot: the kubelet refuses to start a container whose user is {effective:?} (not a non-zero numeric UID)"
+        );
+    }
+    if let Some(group) = pod_security["fsGroup"].as_i64() {
+        flags.push(format!("--group-add={group}"));
+    }
+    if security["privileged"] == true {
+        flags.push("--privileged".to_owned());
+    }
+    if security["readOnlyRootFilesystem"] == true {
+        flags.push("--read-only".to_owned());
+    }
+    if security["allowPrivilegeEscalation"] == false {
+        flags.push("--security-opt=no-new-privileges".to_owned());
+    }
+    let capabilities = &security["capabilities"];
+    known(capabilities, "capabilities", &["drop", "add"]);
+    for (field, flag) in [("drop", "--cap-drop"), ("add", "--cap-add")] {
+        for capability in capabilities[field].as_array().into_iter().flatten() {
+            flags.push(format!(
+                "{flag}={}",
+                capability.as_str().expect("capabilities are strings")
+            ));
+        }
+    }
+    match setting("seccompProfile")["type"].as_str() {
+        // Docker's default profile is the runtime default.
+        None | Some("RuntimeDefault") => {}
+        Some("Unconfined") => flags.push("--security-opt=seccomp=unconfined".to_owned()),
+        Some(other) => panic!("seccompProfile {other} is not run by this test helper"),
+    }
+    match setting("appArmorProfile")["type"].as_str() {
+        None | Some("RuntimeDefault") => {}
+        Some("Unconfined") => flags.push("--security-opt=apparmor=unconfined".to_owned()),
+        Some(other) => panic!("appArmorProfile {other} is not run by this test helper"),
+    }
+    if pod["hostPID"] == true {
+        flags.push("--pid=host".to_owned());
+    }
+    if pod["hostNetwork"] == true {
+        flags.push("--network=host".to_owned());
+    }
+    let limits = &container["resources"]["limits"];
+    if let Some(memory) = limits["memory"].as_str() {
+        flags.push(format!("--memory={}", docker_quantity(memory)));
+    }
+    if let Some(cpu) = limits["cpu"].as_str() {
+        let cores = match cpu.strip_suffix('m') {
+            Some(milli) => milli.parse::<f64>().expect("a CPU quantity") / 1000.0,
+            None => cpu.parse::<f64>().expect("a CPU quantity"),
+        };
+        flags.push(format!("--cpus={cores}"));
+    }
+
+    let volumes: Vec<&Value> = pod["volumes"].as_array().into_iter().flatten().collect();
+    for mount in container["volumeMounts"].as_array().into_iter().flatten() {
+        known(mount, "volumeMount", &["name", "mountPath", "readOnly"]);
+        let path = mount["mountPath"].as_str().expect("a mountPath");
+        let volume = volumes
+            .iter()
+            .find(|v| v["name"] == mount["name"])
+            .unwrap_or_else(|| panic!("no volume {} for mount {path}", mount["name"]));
+        let read_only = if mount["readOnly"] == true { ":ro" } else { "" };
+        if let Some(empty_dir) = volume.get("emptyDir") {
+            known(empty_dir, "emptyDir", &["medium", "sizeLimit"]);
+            // Disk-backed emptyDirs are directories on the node; a tmpfs is as writable, and
+            // root-owned with mode 1777 as the kubelet makes them.
+            let size = empty_dir["sizeLimit"]
+                .as_str()
+                .map(|s| format!(",size={}", docker_quantity(s)))
+                .unwrap_or_default();
+            flags.push(format!("--tmpfs={path}:rw,mode=1777{size}"));
+        } else if let Some(host) = volume.get("hostPath") {
+            known(host, "hostPath", &["path", "type"]);
+            let host_path = host["path"].as_str().expect("a hostPath path");
+            if host["type"] == "FileOrCreate" && !Path::new(host_path).exists() {
+                std::fs::write(host_path, "").unwrap();
+            }
+            flags.push(format!("--volume={host_path}:{path}{read_only}"));
+        } else {
+            panic!(
+                "volume {} is of a kind this test helper does not mount: {volume}",
+                mount["name"]
+            );
+        }
+    }
+
+    for variable in container["env"].as_array().into_iter().flatten() {
+        let name = variable["name"].as_str().expect("an env name");
+        let value = if let Some(value) = variable["value"].as_str() {
+            value.to_owned()
+        } else {
+            match variable
+                .pointer("/valueFrom/fieldRef/fieldPath")
+                .and_then(Value::as_str)
+            {
+                Some("metadata.name") => identity.name.to_owned(),
+                Some("metadata.namespace") => identity.namespace.to_owned(),
+                Some("spec.nodeName") => identity.node_name.to_owned(),
+                _ => panic!(
+                    "env {name} comes from a source this test helper does not fill: {variable}"
+                ),
+            }
+        };
+        flags.push(format!("--env={name}={value}"));
+    }
+    flags
+}
+
+/// A Kubernetes quantity (`256Mi`, `1Gi`) as Docker spells sizes.
+fn docker_quantity(quantity: &str) -> String {
+    for (suffix, docker) in [("Ki", "k"), ("Mi", "m"), ("Gi", "g")] {
+        if let Some(number) = quantity.strip_suffix(suffix) {
+            return format!("{number}{docker}");
+        }
+    }
+    quantity.to_owned()
+}
+
+/// Panics if `object` has a field outside `allowed`: a setting the helper would drop.
+fn known(object: &Value, what: &str, allowed: &[&str]) {
+    if let Some(fields) = object.as_object() {
+        for field in fields.keys() {
+            assert!(
+                allowed.contains(&field.as_str()),
+                "{what} has {field}, which this test helper does not run: {object}"
+            );
+        }
+    }
+}
