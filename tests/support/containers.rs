@@ -72,22 +72,23 @@ pub struct Network {
 }
 
 impl Network {
+    /// A network with a subnet of its own choosing (so containers may get fixed addresses):
+    /// the first free `10.231.N.0/24`.
     pub fn create() -> Self {
         let name = unique("net");
-        docker(&["network", "create", "--label", LABEL, &name]);
-        let gateway = docker(&[
-            "network",
-            "inspect",
-            "-f",
-            "{{(index .IPAM.Config 0).Gateway}}",
-            &name,
-        ]);
-        Self {
-            gateway: gateway
-                .parse()
-                .unwrap_or_else(|_| panic!("gateway {gateway:?} is an IPv4 address")),
-            name,
-        }
+        let start = std::process::id() as usize % 200;
+        let gateway = (0..50).find_map(|i| {
+            let prefix = format!("10.231.{}", (start + i) % 250);
+            let (subnet, gateway) = (format!("{prefix}.0/24"), format!("{prefix}.1"));
+            Command::new("docker")
+                .args(["network", "create", "--label", LABEL, "--subnet", &subnet])
+                .args(["--gateway", &gateway, &name])
+                .output()
+                .is_ok_and(|o| o.status.success())
+                .then(|| gateway.parse().expect("an IPv4 address"))
+        });
+        let gateway = gateway.expect("no free 10.231.N.0/24 subnet for a Docker network");
+        Self { gateway, name }
     }
 }
 
@@ -119,8 +120,10 @@ impl Container {
         all.push(image.to_owned());
         all.extend(args.iter().cloned());
         let refs: Vec<&str> = all.iter().map(String::as_str).collect();
+        // Constructed first, so that a failed start is removed too.
+        let container = Self { name };
         docker(&refs);
-        Self { name }
+        container
     }
 
     /// The container's address on `network`.
@@ -392,26 +395,55 @@ pub fn run_flags(pod: &Value, container: &Value, identity: &PodIdentity<'_>) -> 
         }
     }
 
-    for variable in container["env"].as_array().into_iter().flatten() {
-        let name = variable["name"].as_str().expect("an env name");
-        let value = if let Some(value) = variable["value"].as_str() {
-            value.to_owned()
-        } else {
-            match variable
-                .pointer("/valueFrom/fieldRef/fieldPath")
-                .and_then(Value::as_str)
-            {
-                Some("metadata.name") => identity.name.to_owned(),
-                Some("metadata.namespace") => identity.namespace.to_owned(),
-                Some("spec.nodeName") => identity.node_name.to_owned(),
-                _ => panic!(
-                    "env {name} comes from a source this test helper does not fill: {variable}"
-                ),
-            }
-        };
+    for (name, value) in container_env(container, identity) {
         flags.push(format!("--env={name}={value}"));
     }
     flags
+}
+
+/// The container's arguments with `$(VAR)` references to its environment expanded, as the
+/// kubelet expands them.
+pub fn container_args(container: &Value, identity: &PodIdentity<'_>) -> Vec<String> {
+    let env = container_env(container, identity);
+    container["args"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|arg| {
+            let mut arg = arg.as_str().expect("arguments are strings").to_owned();
+            for (name, value) in &env {
+                arg = arg.replace(&format!("$({name})"), value);
+            }
+            arg
+        })
+        .collect()
+}
+
+fn container_env(container: &Value, identity: &PodIdentity<'_>) -> Vec<(String, String)> {
+    container["env"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|variable| {
+            let name = variable["name"].as_str().expect("an env name").to_owned();
+            let value = if let Some(value) = variable["value"].as_str() {
+                value.to_owned()
+            } else {
+                match variable
+                    .pointer("/valueFrom/fieldRef/fieldPath")
+                    .and_then(Value::as_str)
+                {
+                    Some("metadata.name") => identity.name.to_owned(),
+                    Some("metadata.namespace") => identity.namespace.to_owned(),
+                    Some("spec.nodeName") => identity.node_name.to_owned(),
+                    _ => panic!(
+                        "env {name} comes from a source this test helper does not fill: {variable}"
+                    ),
+                }
+            };
+            (name, value)
+        })
+        .collect()
 }
 
 /// A Kubernetes quantity (`256Mi`, `1Gi`) as Docker spells sizes.

@@ -1,0 +1,472 @@
+//! The node agent in a real container of the built image, run exactly as the chart's
+//! DaemonSet says (the `docker run` flags derived from `helm template` output: root with only
+//! the listed capabilities, hostPID, read-only root filesystem, the `/run` and `/tmp`
+//! emptyDirs, the host's xtables lock, the default seccomp profile), in-cluster against the
+//! HTTPS API double with its ServiceAccount's token under the chart's RBAC.
+//!
+//! Its targets are "pods" as a kubelet with the cgroupfs driver makes them: containers under
+//! `--cgroup-parent /kubepods/besteffort/pod<UID>`, each a real etcd member on a user-defined
+//! Docker network. (Our engine has only the cgroupfs driver; the systemd driver's
+//! `kubepods-besteffort-pod<UID>.slice` names cannot be made here, and are covered by the
+//! discovery unit tests on a fake `/proc`.) The agent must find them by UID alone, cut a
+//! member off (etcd loses quorum there and regains it when the lease is deleted), delay a
+//! member's traffic (measured TCP round trips), revert at the deadline, and after a
+//! `docker kill` mid-fault the kernel lifts the partition by itself at the deadline (nft set
+//! element timeouts) while what only the reap removes — the NFQUEUE rule and the empty
+//! table — is removed by the restarted agent.
+
+#[path = "support/apiserver/mod.rs"]
+mod apiserver;
+#[path = "support/chart.rs"]
+mod chart;
+#[path = "support/containers.rs"]
+mod containers;
+mod support;
+
+use std::net::Ipv4Addr;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use apiserver::{ApiServer, ResourceType};
+use containers::{
+    Container, IMAGE, Network, PodIdentity, ServiceAccountVolume, container_args, docker,
+    in_cluster_env, require_image, run_flags,
+};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+use k8s_openapi::jiff::Timestamp;
+use kube::Api;
+use kube::api::{DeleteParams, PostParams};
+use schism::api::{
+    FaultLease, FaultLeaseSpec, KubeDuration, LEASE_FINALIZER, LEASE_NODE_LABEL, LeaseFault,
+    LeaseLatency, LeasePartition, LeasePod,
+};
+use serde_json::Value;
+
+const NODE: &str = "node-a";
+const NAMESPACE: &str = "demo";
+const LEASES: &str = "faultleases.schism.dev";
+
+fn pod_uid(index: usize) -> String {
+    use std::hash::{BuildHasher, Hasher};
+    let random = std::collections::hash_map::RandomState::new()
+        .build_hasher()
+        .finish();
+    let hex = format!("{random:016x}{index:016x}");
+    format!(
+        "{}-{}-4{}-8{}-{}",
+        &hex[0..8],
+        &hex[8..12],
+        &hex[13..16],
+        &hex[17..20],
+        &hex[20..32]
+    )
+}
+
+/// Three etcd members, each a container in its own pod cgroup.
+struct EtcdPods {
+    members: Vec<Container>,
+    ips: Vec<Ipv4Addr>,
+    uids: Vec<String>,
+}
+
+impl EtcdPods {
+    fn start(network: &Network) -> Self {
+        let subnet = docker(&[
+            "network",
+            "inspect",
+            "-f",
+            "{{(index .IPAM.Config 0).Subnet}}",
+            &network.name,
+        ]);
+        let base: Ipv4Addr = subnet.split('/').next().unwrap().parse().unwrap();
+        let ips: Vec<Ipv4Addr> = (0..3)
+            .map(|i| Ipv4Addr::from(u32::from(base) + 100 + i))
+            .collect();
+        let uids: Vec<String> = (0..3).map(pod_uid).collect();
+        let cluster: Vec<String> = ips
+            .iter()
+            .enumerate()
+            .map(|(i, ip)| format!("m{i}=http://{ip}:2380"))
+            .collect();
+        let members = (0..3)
+            .map(|i| {
+                let flags = vec![
+                    format!("--network={}", network.name),
+                    format!("--ip={}", ips[i]),
+                    format!("--cgroup-parent=/kubepods/besteffort/pod{}", uids[i]),
+                    "--volume=/usr/bin/etcd:/usr/local/bin/etcd:ro".to_owned(),
+                    "--tmpfs=/var/lib/etcd:rw,mode=1777".to_owned(),
+                    "--entrypoint=/usr/local/bin/etcd".to_owned(),
+                ];
+                let ip = ips[i];
+                let args = vec![
+                    format!("--name=m{i}"),
+                    "--data-dir=/var/lib/etcd/data".to_owned(),
+                    "--listen-peer-urls=http://0.0.0.0:2380".to_owned(),
+                    "--listen-client-urls=http://0.0.0.0:2379".to_owned(),
+                    format!("--advertise-client-urls=http://{ip}:2379"),
+                    format!("--initial-advertise-peer-urls=http://{ip}:2380"),
+                    format!("--initial-cluster={}", cluster.join(",")),
+                    "--initial-cluster-state=new".to_owned(),
+                    "--heartbeat-interval=50".to_owned(),
+                    "--election-timeout=500".to_owned(),
+                ];
+                Container::run(&flags, IMAGE, &args)
+            })
+            .collect();
+        Self { members, ips, uids }
+    }
+
+    /// `etcdctl endpoint health` on one member: a quorum read answered within a second.
+    fn healthy(&self, member: usize) -> bool {
+        Command::new("etcdctl")
+            .args([
+                &format!("--endpoints=http://{}:2379", self.ips[member]),
+                "--dial-timeout=1s",
+                "--command-timeout=1s",
+                "endpoint",
+                "health",
+            ])
+            .output()
+            .is_ok_and(|o| o.status.success())
+    }
+}
+
+/// Median TCP connect time from the host to a member's client port, over five tries.
+async fn round_trip(ip: Ipv4Addr) -> Duration {
+    let mut times = Vec::new();
+    for _ in 0..5 {
+        let started = Instant::now();
+        let connected = tokio::time::timeout(
+            Duration::from_secs(3),
+            tokio::net::TcpStream::connect((ip, 2379)),
+        )
+        .await;
+        assert!(matches!(connected, Ok(Ok(_))), "connect to {ip}:2379");
+        times.push(started.elapsed());
+    }
+    times.sort();
+    times[2]
+}
+
+async fn wait_until(what: &str, limit: Duration, mut condition: impl FnMut() -> bool) -> Duration {
+    let started = Instant::now();
+    while !condition() {
+        assert!(
+            started.elapsed() < limit,
+            "timed out after {limit:?} waiting for {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    started.elapsed()
+}
+
+fn lease(
+    name: &str,
+    pods: &EtcdPods,
+    member: usize,
+    fault: LeaseFault,
+    deadline_in: Duration,
+) -> FaultLease {
+    let mut lease = FaultLease::new(
+        name,
+        FaultLeaseSpec {
+            chaos: "etcd-chaos".into(),
+            fault_id: name.replace('-', "_"),
+            pod: LeasePod {
+                name: format!("etcd-{member}"),
+                uid: pods.uids[member].clone(),
+                node_name: NODE.into(),
+                ip: Some(pods.ips[member].to_string()),
+            },
+            fault,
+            deadline: Time(Timestamp::now() + deadline_in),
+        },
+    );
+    lease.metadata.namespace = Some(NAMESPACE.into());
+    lease.metadata.labels = Some([(LEASE_NODE_LABEL.to_string(), NODE.to_string())].into());
+    lease.metadata.finalizers = Some(vec![LEASE_FINALIZER.into()]);
+    lease
+}
+
+fn partition(pods: &EtcdPods, of: usize) -> LeaseFault {
+    LeaseFault {
+        partition: Some(LeasePartition {
+            drop_peers: (0..3)
+                .filter(|&i| i != of)
+                .map(|i| pods.ips[i].to_string())
+                .collect(),
+        }),
+        ..LeaseFault::default()
+    }
+}
+
+fn latency(delay: &str) -> LeaseFault {
+    LeaseFault {
+        latency: Some(LeaseLatency {
+            delay: delay.parse::<KubeDuration>().expect("a duration"),
+            jitter: None,
+            from_peers: Vec::new(),
+        }),
+        ..LeaseFault::default()
+    }
+}
+
+fn phase(server: &ApiServer, name: &str) -> Option<String> {
+    server
+        .get(LEASES, Some(NAMESPACE), name)?
+        .pointer("/status/phase")?
+        .as_str()
+        .map(str::to_owned)
+}
+
+/// The chart's agent DaemonSet, run as a container on this "node".
+struct Agent {
+    manifests: Vec<Value>,
+    token: String,
+}
+
+impl Agent {
+    fn start(&self, server: &ApiServer, network: &Network, dir: &std::path::Path) -> Container {
+        let daemon_set = self
+            .manifests
+            .iter()
+            .find(|m| m["kind"] == "DaemonSet")
+            .expect("the chart renders the agent DaemonSet");
+        let pod = &daemon_set["spec"]["template"]["spec"];
+        let container = &pod["containers"][0];
+        let identity = PodIdentity {
+            name: "schism-agent-x7k2p",
+            namespace: chart::RELEASE_NAMESPACE,
+            node_name: NODE,
+        };
+        let mut flags = run_flags(pod, container, &identity);
+        flags.push(format!("--network={}", network.name));
+        flags.extend(in_cluster_env(network.gateway, server.address().port()));
+        let account =
+            ServiceAccountVolume::new(dir, &self.token, server.ca_pem(), chart::RELEASE_NAMESPACE);
+        flags.push(account.flag());
+        Container::run(&flags, IMAGE, &container_args(container, &identity))
+    }
+}
+
+async fn wait_ready(agent: &Container, network: &Network) {
+    let url = format!("http://{}:8081/readyz", agent.ip(network));
+    let started = Instant::now();
+    loop {
+        if matches!(reqwest::get(&url).await, Ok(r) if r.status() == 200) {
+            return;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(30) && agent.running(),
+            "the agent never became Ready:\n{}",
+            agent.logs()
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+fn leftovers(pods: &EtcdPods, member: usize) -> (String, String) {
+    let pid = pods.members[member].pid().to_string();
+    let nsenter = |tool: &[&str]| {
+        let output = Command::new("nsenter")
+            .args(["-t", &pid, "-n"])
+            .args(tool)
+            .output()
+            .expect("nsenter runs");
+        String::from_utf8_lossy(&output.stdout).into_owned()
+    };
+    (
+        nsenter(&["nft", "list", "tables"]),
+        nsenter(&["iptables", "-t", "mangle", "-S", "PREROUTING"]),
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_agent_container_cuts_and_delays_etcd_pods_found_by_uid_and_everything_ends() {
+    require_image("the agent container test");
+    support::require(
+        "the agent container test",
+        &["etcdctl", "nsenter", "nft", "iptables"],
+    );
+    let network = Network::create();
+    let server = ApiServer::builder()
+        .authenticate()
+        .listen_on(network.gateway.into())
+        .tls()
+        .resource(
+            ResourceType::namespaced("schism.dev", "v1alpha1", "faultleases", "FaultLease")
+                .with_status(),
+        )
+        .resource(
+            ResourceType::namespaced("schism.dev", "v1alpha1", "chaoses", "Chaos").with_status(),
+        )
+        .start()
+        .await;
+    let manifests = chart::render(None, &[]);
+    chart::install(&server, &chart::rbac(&manifests));
+    let (account, namespaces) = chart::service_account(&manifests, "agent");
+    let agent = Agent {
+        token: server.service_account_token(&namespaces[0], &account),
+        manifests,
+    };
+    let dir = std::env::temp_dir().join(format!("schism-agent-container-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+
+    let pods = EtcdPods::start(&network);
+    wait_until("etcd is healthy", Duration::from_secs(30), || {
+        (0..3).all(|m| pods.healthy(m))
+    })
+    .await;
+    let first = agent.start(&server, &network, &dir);
+    wait_ready(&first, &network).await;
+    let leases: Api<FaultLease> = Api::namespaced(server.client(), NAMESPACE);
+
+    // A partition of member 0, then its lease deleted.
+    leases
+        .create(
+            &PostParams::default(),
+            &lease(
+                "cut-0",
+                &pods,
+                0,
+                partition(&pods, 0),
+                Duration::from_secs(60),
+            ),
+        )
+        .await
+        .unwrap();
+    let applied_in = wait_until("cut-0 Applied", Duration::from_secs(20), || {
+        phase(&server, "cut-0").as_deref() == Some("Applied")
+    })
+    .await;
+    let quorum_lost_in = wait_until("member 0 to lose quorum", Duration::from_secs(20), || {
+        !pods.healthy(0)
+    })
+    .await;
+    assert!(
+        pods.healthy(1) && pods.healthy(2),
+        "the majority keeps its quorum"
+    );
+    leases
+        .delete("cut-0", &DeleteParams::default())
+        .await
+        .unwrap();
+    let released_in = wait_until("cut-0 released", Duration::from_secs(20), || {
+        server.get(LEASES, Some(NAMESPACE), "cut-0").is_none()
+    })
+    .await;
+    let healed_in = wait_until("member 0 to regain quorum", Duration::from_secs(30), || {
+        pods.healthy(0)
+    })
+    .await;
+
+    // 100 ms on what arrives at member 1, ended at its deadline.
+    let before = round_trip(pods.ips[1]).await;
+    leases
+        .create(
+            &PostParams::default(),
+            &lease("slow-1", &pods, 1, latency("100ms"), Duration::from_secs(6)),
+        )
+        .await
+        .unwrap();
+    wait_until("slow-1 Applied", Duration::from_secs(20), || {
+        phase(&server, "slow-1").as_deref() == Some("Applied")
+    })
+    .await;
+    let during = round_trip(pods.ips[1]).await;
+    assert!(
+        during >= Duration::from_millis(95),
+        "delayed round trip {during:?} (before: {before:?})"
+    );
+    wait_until(
+        "slow-1 Reverted at its deadline",
+        Duration::from_secs(20),
+        || phase(&server, "slow-1").as_deref() == Some("Reverted"),
+    )
+    .await;
+    let after = round_trip(pods.ips[1]).await;
+    assert!(
+        after < Duration::from_millis(50),
+        "round trip after the deadline {after:?}"
+    );
+
+    // The agent killed mid-fault: a partition of member 2 and latency on member 1.
+    let deadline = Duration::from_secs(8);
+    leases
+        .create(
+            &PostParams::default(),
+            &lease("cut-2", &pods, 2, partition(&pods, 2), deadline),
+        )
+        .await
+        .unwrap();
+    leases
+        .create(
+            &PostParams::default(),
+            &lease("slow-1b", &pods, 1, latency("100ms"), deadline),
+        )
+        .await
+        .unwrap();
+    let created = Instant::now();
+    wait_until("both Applied", Duration::from_secs(20), || {
+        phase(&server, "cut-2").as_deref() == Some("Applied")
+            && phase(&server, "slow-1b").as_deref() == Some("Applied")
+    })
+    .await;
+    wait_until("member 2 to lose quorum", Duration::from_secs(20), || {
+        !pods.healthy(2)
+    })
+    .await;
+    docker(&["kill", &first.name]);
+    let delay_after_kill = round_trip(pods.ips[1]).await;
+    // The partition's elements time out at the deadline, with no agent.
+    let lifted = wait_until(
+        "member 2 to regain quorum with no agent",
+        deadline + Duration::from_secs(30),
+        || pods.healthy(2),
+    )
+    .await;
+    let lifted_at = created.elapsed();
+    assert!(
+        lifted_at + Duration::from_millis(500) >= deadline,
+        "lifted at {lifted_at:?}, before the deadline"
+    );
+    let (tables, _) = leftovers(&pods, 2);
+    assert!(
+        tables.contains("schism"),
+        "the emptied table stays until the reap: {tables}"
+    );
+    let (_, rules_1) = leftovers(&pods, 1);
+    assert!(
+        rules_1.contains("NFQUEUE"),
+        "the queue rule stays until the reap: {rules_1}"
+    );
+    drop(first);
+
+    let second = agent.start(&server, &network, &dir);
+    wait_ready(&second, &network).await;
+    wait_until(
+        "the restarted agent reaps member 1 and 2",
+        Duration::from_secs(20),
+        || {
+            let (tables_2, _) = leftovers(&pods, 2);
+            let (_, rules_1) = leftovers(&pods, 1);
+            !tables_2.contains("schism") && !rules_1.contains("NFQUEUE")
+        },
+    )
+    .await;
+    wait_until("both leases Reverted", Duration::from_secs(20), || {
+        phase(&server, "cut-2").as_deref() == Some("Reverted")
+            && phase(&server, "slow-1b").as_deref() == Some("Reverted")
+    })
+    .await;
+    drop(second);
+    let _ = std::fs::remove_dir_all(&dir);
+    println!(
+        "agent container: partition applied in {applied_in:?}, member 0 without quorum {quorum_lost_in:?} later; \
+         lease deleted -> released in {released_in:?}, quorum back {healed_in:?} after; \
+         latency 100ms: round trip {before:?} -> {during:?} -> {after:?} after the deadline; \
+         agent killed: round trip {delay_after_kill:?} (the NFQUEUE loop died, the bypass lets traffic through), \
+         partition lifted by the kernel {lifted:?} after the kill, {lifted_at:?} after creation (deadline {deadline:?})"
+    );
+}
