@@ -27,7 +27,7 @@ use std::net::Ipv4Addr;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use apiserver::{ApiServer, ResourceType};
+use apiserver::ApiServer;
 use containers::{
     Container, IMAGE, Network, PodIdentity, ServiceAccountVolume, container_args, docker,
     in_cluster_env, require_image, run_flags,
@@ -294,13 +294,7 @@ async fn the_agent_container_cuts_and_delays_etcd_pods_found_by_uid_and_everythi
         .authenticate()
         .listen_on(network.gateway.into())
         .tls()
-        .resource(
-            ResourceType::namespaced("schism.dev", "v1alpha1", "faultleases", "FaultLease")
-                .with_status(),
-        )
-        .resource(
-            ResourceType::namespaced("schism.dev", "v1alpha1", "chaoses", "Chaos").with_status(),
-        )
+        .resources(chart::crds())
         .start()
         .await;
     let manifests = chart::render(None, &[]);

@@ -14,7 +14,7 @@ mod support;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use apiserver::{ApiServer, ResourceType};
+use apiserver::ApiServer;
 use fake_proc::FakeProc;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use k8s_openapi::jiff::Timestamp;
@@ -63,13 +63,7 @@ impl Node {
 async fn api_server() -> ApiServer {
     let server = ApiServer::builder()
         .authenticate()
-        .resource(
-            ResourceType::namespaced("schism.dev", "v1alpha1", "faultleases", "FaultLease")
-                .with_status(),
-        )
-        .resource(
-            ResourceType::namespaced("schism.dev", "v1alpha1", "chaoses", "Chaos").with_status(),
-        )
+        .resources(chart::crds())
         .start()
         .await;
     chart::install(&server, &chart::rbac(&chart::render(None, &[])));

@@ -9,7 +9,7 @@ use std::process::Command;
 
 use serde_json::Value;
 
-use crate::apiserver::ApiServer;
+use crate::apiserver::{ApiServer, ResourceType};
 
 /// The namespace the tests install the chart into, as `helm install -n`.
 pub const RELEASE_NAMESPACE: &str = "schism-system";
@@ -62,6 +62,14 @@ pub fn render(values_file: Option<&str>, sets: &[&str]) -> Vec<Value> {
             (!value.is_null()).then_some(value)
         })
         .collect()
+}
+
+/// The CRDs the chart installs (its `crds/`), as the API server serves them: every write of
+/// a Chaos or a FaultLease is pruned, defaulted and validated against their schemas.
+pub fn crds() -> Vec<ResourceType> {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("charts/schism/crds/schism.yaml");
+    let yaml = std::fs::read_to_string(&path).expect("the chart's CRDs are readable");
+    ResourceType::from_crd_manifests(&yaml)
 }
 
 /// The RBAC objects and ServiceAccounts of a rendered chart.

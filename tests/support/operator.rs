@@ -22,7 +22,7 @@ use std::time::{Duration, Instant};
 use serde_json::{Value, json};
 use tokio::process::{Child, Command};
 
-use crate::apiserver::{ApiServer, ResourceType};
+use crate::apiserver::ApiServer;
 use crate::chart;
 use schism::operator::controller::{self, Context, job::RunnerTemplate};
 use schism::operator::metrics::Metrics;
@@ -122,22 +122,11 @@ impl Drop for Cluster {
     }
 }
 
-pub fn chaos_resource() -> ResourceType {
-    ResourceType::namespaced("schism.dev", "v1alpha1", "chaoses", "Chaos")
-        .with_status()
-        .list_map("status.conditions", &["type"])
-}
-
-pub fn lease_resource() -> ResourceType {
-    ResourceType::namespaced("schism.dev", "v1alpha1", "faultleases", "FaultLease").with_status()
-}
-
 impl Cluster {
     pub async fn start(options: ClusterOptions) -> Cluster {
         let mut builder = ApiServer::builder()
             .authenticate()
-            .resource(chaos_resource())
-            .resource(lease_resource())
+            .resources(chart::crds())
             // Runner pods get time to heal on SIGTERM; the kubelet below ends them sooner.
             .longest_pod_termination(Duration::from_secs(20));
         if let Some(delay) = options.replace_pods_after {

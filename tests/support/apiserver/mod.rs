@@ -64,6 +64,7 @@ mod http;
 mod managed;
 mod patch;
 mod resources;
+mod schema;
 mod selectors;
 mod store;
 mod tls;
@@ -167,6 +168,11 @@ impl ApiServerBuilder {
         });
         self.resources.push(resource);
         self
+    }
+
+    /// Serves each of these resource types (see [`ApiServerBuilder::resource`]).
+    pub fn resources(self, resources: impl IntoIterator<Item = ResourceType>) -> Self {
+        resources.into_iter().fold(self, Self::resource)
     }
 
     /// How many changes the watch history keeps (default 4096); watches from older

@@ -1,8 +1,11 @@
 //! The resource types the double serves: plural → kind, scope and whether `/status` exists.
 
+use std::sync::Arc;
+
 use serde_json::{Value, json};
 
 use super::managed::ListSchema;
+use super::schema::CrdSchema;
 
 /// One servable resource type, as an API server learns it from a built-in registration or a
 /// CustomResourceDefinition.
@@ -26,6 +29,8 @@ pub struct ResourceType {
     pub unconditional_update: bool,
     /// How lists merge under server-side apply (list-maps by key, sets, else atomic).
     pub lists: ListSchema,
+    /// The CRD's schema, when it came from one: writes are pruned, defaulted and validated.
+    pub schema: Option<Arc<CrdSchema>>,
 }
 
 impl ResourceType {
@@ -40,7 +45,52 @@ impl ResourceType {
             status_subresource: false,
             unconditional_update: false,
             lists: ListSchema::default().with_metadata_lists(),
+            schema: None,
         }
+    }
+
+    /// Every CustomResourceDefinition in a YAML stream (`crds/schism.yaml`, say).
+    pub fn from_crd_manifests(yaml: &str) -> Vec<Self> {
+        serde_yaml::Deserializer::from_str(yaml)
+            .map(|document| {
+                let crd: Value =
+                    serde::Deserialize::deserialize(document).expect("the CRDs are YAML");
+                Self::from_crd(&crd)
+            })
+            .collect()
+    }
+
+    /// The resource a CustomResourceDefinition (JSON) defines, in its storage version: scope,
+    /// status subresource, list-maps, and its `openAPIV3Schema` for admission.
+    pub fn from_crd(crd: &Value) -> Self {
+        let spec = &crd["spec"];
+        let text = |v: &Value| {
+            v.as_str()
+                .expect("the CRD names its group and kinds")
+                .to_owned()
+        };
+        let version = spec["versions"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .find(|v| v["storage"] == true)
+            .expect("a CRD has a storage version");
+        let mut resource = Self::namespaced(
+            &text(&spec["group"]),
+            &text(&version["name"]),
+            &text(&spec["names"]["plural"]),
+            &text(&spec["names"]["kind"]),
+        );
+        resource.namespaced = spec["scope"] == "Namespaced";
+        resource.status_subresource = version["subresources"].get("status").is_some();
+        let schema = version["schema"]["openAPIV3Schema"].clone();
+        let mut maps = Vec::new();
+        list_maps(&schema, "", &mut maps);
+        for (path, keys) in maps {
+            resource.lists.maps.push((path, keys));
+        }
+        resource.schema = Some(Arc::new(CrdSchema::new(schema)));
+        resource
     }
 
     /// A cluster-scoped custom resource without a status subresource.
@@ -114,6 +164,28 @@ impl ResourceType {
             }));
         }
         entries
+    }
+}
+
+/// The list-maps of a schema, as dotted paths (not below other lists, which the merge does
+/// not address).
+fn list_maps(schema: &Value, path: &str, maps: &mut Vec<(String, Vec<String>)>) {
+    for (name, child) in schema["properties"].as_object().into_iter().flatten() {
+        let child_path = if path.is_empty() {
+            name.clone()
+        } else {
+            format!("{path}.{name}")
+        };
+        if child["x-kubernetes-list-type"] == "map" {
+            let keys = child["x-kubernetes-list-map-keys"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter_map(|k| k.as_str().map(str::to_owned))
+                .collect();
+            maps.push((child_path.clone(), keys));
+        }
+        list_maps(child, &child_path, maps);
     }
 }
 

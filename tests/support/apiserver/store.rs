@@ -10,6 +10,7 @@ use tokio::sync::{broadcast, mpsc};
 use super::managed::{self, Part, Writer};
 use super::patch::PatchBody;
 use super::resources::ResourceType;
+use super::schema::{self, Part as AdmittedPart};
 
 /// An API error, sent to clients as a `Status` object (which kube turns into `Error::Api`).
 #[derive(Debug, Clone, PartialEq)]
@@ -411,6 +412,9 @@ impl Store {
             // With a status subresource the API server resets status on create.
             fields.remove("status");
         }
+        if target != WriteTarget::Unrestricted {
+            admit(&resource_type, &mut object, None, target, &name)?;
+        }
         drop_empty_metadata_fields(&mut object);
         let metadata = metadata_mut(&mut object);
         // Test hooks may pin `uid` and `creationTimestamp` (say, a pod UID that a fake
@@ -562,6 +566,9 @@ impl Store {
                 Some(value) => new_metadata.insert(system_field.into(), value.clone()),
                 None => new_metadata.remove(system_field),
             };
+        }
+        if target != WriteTarget::Unrestricted {
+            admit(&resource_type, &mut new, Some(&old), target, &key.name)?;
         }
         let being_deleted = old_metadata.contains_key("deletionTimestamp");
         let old_finalizers = finalizers(&old);
@@ -1285,6 +1292,27 @@ fn owner_uids(object: &Value) -> HashSet<String> {
 }
 
 /// A DNS-1123 subdomain, which is what most resources require of `metadata.name`.
+/// Schema admission for a resource a CRD defines (others pass as they are).
+fn admit(
+    resource_type: &ResourceType,
+    object: &mut Value,
+    old: Option<&Value>,
+    target: WriteTarget,
+    name: &str,
+) -> Result<(), ApiError> {
+    let Some(schema) = &resource_type.schema else {
+        return Ok(());
+    };
+    let part = match target {
+        _ if !resource_type.status_subresource => AdmittedPart::All,
+        WriteTarget::Status => AdmittedPart::Status,
+        _ => AdmittedPart::Main,
+    };
+    schema
+        .admit(object, old, part)
+        .map_err(|causes| schema::invalid(&resource_type.kind, &resource_type.group, name, &causes))
+}
+
 fn validate_name(name: &str) -> Result<(), &'static str> {
     let valid_characters = name
         .chars()
