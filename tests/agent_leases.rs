@@ -145,6 +145,20 @@ fn partition_lease(name: &str, node: &Node, deadline_in: Duration) -> FaultLease
     lease
 }
 
+/// The lease, owned by `chaos` (as the runner makes them), so its Events regard the Chaos.
+fn owned_by(mut lease: FaultLease, chaos: &Value) -> FaultLease {
+    lease.metadata.owner_references = Some(vec![
+        k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference {
+            api_version: "schism.dev/v1alpha1".into(),
+            kind: "Chaos".into(),
+            name: chaos["metadata"]["name"].as_str().unwrap().into(),
+            uid: chaos["metadata"]["uid"].as_str().unwrap().into(),
+            ..Default::default()
+        },
+    ]);
+    lease
+}
+
 fn stored(server: &ApiServer, name: &str) -> Option<Value> {
     server.get(LEASES, Some(NAMESPACE), name)
 }
@@ -241,17 +255,11 @@ async fn a_lease_that_cannot_be_applied_is_failed_with_an_event_on_its_chaos() {
         serde_json::json!({"metadata": {"name": "etcd-partition", "namespace": NAMESPACE},
             "spec": {"target": {"statefulSet": "etcd"}, "duration": "1m"}}),
     );
-    let mut lease = partition_lease("no-pod", &node, Duration::from_secs(60));
+    let mut lease = owned_by(
+        partition_lease("no-pod", &node, Duration::from_secs(60)),
+        &chaos,
+    );
     lease.spec.pod.uid = "11111111-2222-3333-4444-555555555555".into();
-    lease.metadata.owner_references = Some(vec![
-        k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference {
-            api_version: "schism.dev/v1alpha1".into(),
-            kind: "Chaos".into(),
-            name: "etcd-partition".into(),
-            uid: chaos["metadata"]["uid"].as_str().unwrap().into(),
-            ..Default::default()
-        },
-    ]);
     leases.create(&PostParams::default(), &lease).await.unwrap();
     wait_until("the lease is Failed", Duration::from_secs(20), || {
         phase(&server, "no-pod").as_deref() == Some("Failed")
@@ -420,19 +428,6 @@ async fn the_agents_lifecycle_under_the_charts_rbac_needs_every_grant_and_is_nev
         serde_json::json!({"metadata": {"name": "etcd-partition", "namespace": NAMESPACE},
             "spec": {"target": {"statefulSet": "etcd"}, "duration": "1m"}}),
     );
-    let owned_by_chaos = |mut lease: FaultLease| {
-        lease.metadata.owner_references = Some(vec![
-            k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference {
-                api_version: "schism.dev/v1alpha1".into(),
-                kind: "Chaos".into(),
-                name: "etcd-partition".into(),
-                uid: chaos["metadata"]["uid"].as_str().unwrap().into(),
-                ..Default::default()
-            },
-        ]);
-        lease
-    };
-
     // Applied, then released: status, then the finalizer.
     leases
         .create(
@@ -456,7 +451,10 @@ async fn the_agents_lifecycle_under_the_charts_rbac_needs_every_grant_and_is_nev
     // Two that cannot be applied: an Event on the Chaos, then the same Event again (a patch
     // of its series).
     for name in ["no-pod-1", "no-pod-2"] {
-        let mut lease = owned_by_chaos(partition_lease(name, &node, Duration::from_secs(60)));
+        let mut lease = owned_by(
+            partition_lease(name, &node, Duration::from_secs(60)),
+            &chaos,
+        );
         lease.spec.pod.uid = "11111111-2222-3333-4444-555555555555".into();
         leases.create(&PostParams::default(), &lease).await.unwrap();
         wait_until("the lease is Failed", Duration::from_secs(20), || {

@@ -365,19 +365,27 @@ fn drop_rule(cluster: &Cluster, role: &str, resource: &str, verb: &str) {
     );
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn without_the_rule_for_its_report_a_runner_fails_to_store_it_and_says_so() {
+/// A cluster whose ClusterRole `role` lacks the rule granting `verb` on `resource`, with the
+/// chart's controller running and a two-second Chaos `name` created.
+async fn without_rule(role: &str, resource: &str, verb: &str, name: &str) -> (Cluster, Child) {
     let cluster = Cluster::start(ClusterOptions::default()).await;
-    drop_rule(&cluster, "schism-runner", "configmaps", "create");
+    drop_rule(&cluster, role, resource, verb);
     cluster.add_stateful_set("etcd", 1, 10);
-    let _controller = start_controller(&cluster);
+    let controller = start_controller(&cluster);
     chaoses(&cluster)
         .create(
             &PostParams::default(),
-            &chaos("unreported", "target: {statefulSet: etcd}\nduration: 2s\n"),
+            &chaos(name, "target: {statefulSet: etcd}\nduration: 2s\n"),
         )
         .await
         .unwrap();
+    (cluster, controller)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_the_rule_for_its_report_a_runner_fails_to_store_it_and_says_so() {
+    let (cluster, _controller) =
+        without_rule("schism-runner", "configmaps", "create", "unreported").await;
     let status = verdict(&cluster, "unreported", Duration::from_secs(30)).await;
     let refused = refused(&cluster);
     assert!(
@@ -394,17 +402,8 @@ async fn without_the_rule_for_its_report_a_runner_fails_to_store_it_and_says_so(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn without_the_rule_to_create_jobs_the_controller_starts_nothing_and_says_so() {
-    let cluster = Cluster::start(ClusterOptions::default()).await;
-    drop_rule(&cluster, "schism-controller-targets", "jobs", "create");
-    cluster.add_stateful_set("etcd", 1, 10);
-    let _controller = start_controller(&cluster);
-    chaoses(&cluster)
-        .create(
-            &PostParams::default(),
-            &chaos("unstarted", "target: {statefulSet: etcd}\nduration: 2s\n"),
-        )
-        .await
-        .unwrap();
+    let (cluster, _controller) =
+        without_rule("schism-controller-targets", "jobs", "create", "unstarted").await;
     wait_for(
         "the controller to be refused a Job",
         Duration::from_secs(20),

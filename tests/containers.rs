@@ -18,8 +18,8 @@ mod operator;
 use std::time::{Duration, Instant};
 
 use containers::{
-    Container, IMAGE, Network, PodIdentity, ServiceAccountVolume, docker, in_cluster_env,
-    require_image, run_flags,
+    Container, IMAGE, Network, PodIdentity, ServiceAccountVolume, container_args, docker,
+    in_cluster_env, require_image, run_flags,
 };
 use kube::Api;
 use kube::api::PostParams;
@@ -112,13 +112,7 @@ async fn the_controller_and_a_runner_run_in_their_containers_as_their_manifests_
         chart::RELEASE_NAMESPACE,
     );
     flags.push(account.flag());
-    let args: Vec<String> = container["args"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|a| a.as_str().unwrap().to_owned())
-        .collect();
-    let controller = Container::run(&flags, IMAGE, &args);
+    let controller = Container::run(&flags, IMAGE, &container_args(container, &identity));
     let address = controller.ip(&network);
     for probe in ["readinessProbe", "livenessProbe"] {
         let (path, probe_port) = probe_port(container, probe);
@@ -195,13 +189,7 @@ async fn the_controller_and_a_runner_run_in_their_containers_as_their_manifests_
         NAMESPACE,
     );
     flags.push(account.flag());
-    let args: Vec<String> = container["args"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|a| a.as_str().unwrap().to_owned())
-        .collect();
-    let runner = Container::run(&flags, IMAGE, &args);
+    let runner = Container::run(&flags, IMAGE, &container_args(&container, &identity));
     wait_for("the verdict", Duration::from_secs(60), || {
         cluster.status("in-cluster")["phase"] == "Completed" || runner.exit_code().is_some()
     })

@@ -37,14 +37,17 @@
 //!   which kube turns into `kube::Error::Api`.
 //! * with [`ApiServerBuilder::authenticate`]: bearer-token authentication (401), RBAC from the
 //!   stored Roles, ClusterRoles and bindings (403 with the API server's message), and the
-//!   OwnerReferencesPermissionEnforcement admission check (`auth.rs`).
+//!   OwnerReferencesPermissionEnforcement admission check (`auth.rs`);
+//! * for resources made with [`ResourceType::from_crd`]: admission against the CRD's
+//!   structural schema — pruning, defaults, validation and CEL rules (`schema.rs`);
+//! * with [`ApiServerBuilder::tls`]: HTTPS from a CA of its own, on any address
+//!   ([`ApiServerBuilder::listen_on`]), for components in containers (`tls.rs`).
 //!
 //! Approximated or left out: deletion of other kinds is immediate once finalizers allow it,
 //! Foreground propagation behaves as Background, lists always serve the
 //! latest state in one page (`resourceVersion`, `limit` and `continue` are ignored), field
 //! selectors accept any dotted path, namespaces need not exist and deleting one does not
-//! cascade, and there is no admission beyond the owner-reference check: no defaulting and no
-//! schema validation.
+//! cascade, built-in kinds are not validated, and no admission webhooks run.
 //!
 //! ```ignore
 //! #[path = "support/apiserver/mod.rs"]
