@@ -29,8 +29,7 @@ use std::time::{Duration, Instant};
 
 use apiserver::ApiServer;
 use containers::{
-    Container, IMAGE, Network, PodIdentity, ServiceAccountVolume, container_args, docker,
-    in_cluster_env, require_image, run_flags,
+    Container, EtcdPods, InCluster, Network, PodIdentity, chart_pod, docker, require_image,
 };
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use k8s_openapi::jiff::Timestamp;
@@ -40,97 +39,10 @@ use schism::api::{
     FaultLease, FaultLeaseSpec, KubeDuration, LEASE_FINALIZER, LEASE_NODE_LABEL, LeaseFault,
     LeaseLatency, LeasePartition, LeasePod,
 };
-use serde_json::Value;
 
 const NODE: &str = "node-a";
 const NAMESPACE: &str = "demo";
 const LEASES: &str = "faultleases.schism.dev";
-
-fn pod_uid(index: usize) -> String {
-    use std::hash::{BuildHasher, Hasher};
-    let random = std::collections::hash_map::RandomState::new()
-        .build_hasher()
-        .finish();
-    let hex = format!("{random:016x}{index:016x}");
-    format!(
-        "{}-{}-4{}-8{}-{}",
-        &hex[0..8],
-        &hex[8..12],
-        &hex[13..16],
-        &hex[17..20],
-        &hex[20..32]
-    )
-}
-
-/// Three etcd members, each a container in its own pod cgroup.
-struct EtcdPods {
-    members: Vec<Container>,
-    ips: Vec<Ipv4Addr>,
-    uids: Vec<String>,
-}
-
-impl EtcdPods {
-    fn start(network: &Network) -> Self {
-        let subnet = docker(&[
-            "network",
-            "inspect",
-            "-f",
-            "{{(index .IPAM.Config 0).Subnet}}",
-            &network.name,
-        ]);
-        let base: Ipv4Addr = subnet.split('/').next().unwrap().parse().unwrap();
-        let ips: Vec<Ipv4Addr> = (0..3)
-            .map(|i| Ipv4Addr::from(u32::from(base) + 100 + i))
-            .collect();
-        let uids: Vec<String> = (0..3).map(pod_uid).collect();
-        let cluster: Vec<String> = ips
-            .iter()
-            .enumerate()
-            .map(|(i, ip)| format!("m{i}=http://{ip}:2380"))
-            .collect();
-        let members = (0..3)
-            .map(|i| {
-                let flags = vec![
-                    format!("--network={}", network.name),
-                    format!("--ip={}", ips[i]),
-                    format!("--cgroup-parent=/kubepods/besteffort/pod{}", uids[i]),
-                    "--volume=/usr/bin/etcd:/usr/local/bin/etcd:ro".to_owned(),
-                    "--tmpfs=/var/lib/etcd:rw,mode=1777".to_owned(),
-                    "--entrypoint=/usr/local/bin/etcd".to_owned(),
-                ];
-                let ip = ips[i];
-                let args = vec![
-                    format!("--name=m{i}"),
-                    "--data-dir=/var/lib/etcd/data".to_owned(),
-                    "--listen-peer-urls=http://0.0.0.0:2380".to_owned(),
-                    "--listen-client-urls=http://0.0.0.0:2379".to_owned(),
-                    format!("--advertise-client-urls=http://{ip}:2379"),
-                    format!("--initial-advertise-peer-urls=http://{ip}:2380"),
-                    format!("--initial-cluster={}", cluster.join(",")),
-                    "--initial-cluster-state=new".to_owned(),
-                    "--heartbeat-interval=50".to_owned(),
-                    "--election-timeout=500".to_owned(),
-                ];
-                Container::run(&flags, IMAGE, &args)
-            })
-            .collect();
-        Self { members, ips, uids }
-    }
-
-    /// `etcdctl endpoint health` on one member: a quorum read answered within a second.
-    fn healthy(&self, member: usize) -> bool {
-        Command::new("etcdctl")
-            .args([
-                &format!("--endpoints=http://{}:2379", self.ips[member]),
-                "--dial-timeout=1s",
-                "--command-timeout=1s",
-                "endpoint",
-                "health",
-            ])
-            .output()
-            .is_ok_and(|o| o.status.success())
-    }
-}
 
 /// Median TCP connect time from the host to a member's client port, over five tries.
 async fn round_trip(ip: Ipv4Addr) -> Duration {
@@ -220,36 +132,6 @@ fn phase(server: &ApiServer, name: &str) -> Option<String> {
         .map(str::to_owned)
 }
 
-/// The chart's agent DaemonSet, run as a container on this "node".
-struct Agent {
-    manifests: Vec<Value>,
-    token: String,
-}
-
-impl Agent {
-    fn start(&self, server: &ApiServer, network: &Network, dir: &std::path::Path) -> Container {
-        let daemon_set = self
-            .manifests
-            .iter()
-            .find(|m| m["kind"] == "DaemonSet")
-            .expect("the chart renders the agent DaemonSet");
-        let pod = &daemon_set["spec"]["template"]["spec"];
-        let container = &pod["containers"][0];
-        let identity = PodIdentity {
-            name: "schism-agent-x7k2p",
-            namespace: chart::RELEASE_NAMESPACE,
-            node_name: NODE,
-        };
-        let mut flags = run_flags(pod, container, &identity);
-        flags.push(format!("--network={}", network.name));
-        flags.extend(in_cluster_env(network.gateway, server.address().port()));
-        let account =
-            ServiceAccountVolume::new(dir, &self.token, server.ca_pem(), chart::RELEASE_NAMESPACE);
-        flags.push(account.flag());
-        Container::run(&flags, IMAGE, &container_args(container, &identity))
-    }
-}
-
 async fn wait_ready(agent: &Container, network: &Network) {
     let url = format!("http://{}:8081/readyz", agent.ip(network));
     let started = Instant::now();
@@ -300,19 +182,28 @@ async fn the_agent_container_cuts_and_delays_etcd_pods_found_by_uid_and_everythi
     let manifests = chart::render(None, &[]);
     chart::install(&server, &chart::rbac(&manifests));
     let (account, namespaces) = chart::service_account(&manifests, "agent");
-    let agent = Agent {
-        token: server.service_account_token(&namespaces[0], &account),
-        manifests,
-    };
+    let token = server.service_account_token(&namespaces[0], &account);
     let dir = std::env::temp_dir().join(format!("schism-agent-container-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
+    let in_cluster = InCluster {
+        network: &network,
+        api_port: server.address().port(),
+        ca_pem: server.ca_pem(),
+        dir: &dir,
+    };
+    let agent_pod = chart_pod(&manifests, "DaemonSet", "agent");
+    let agent_identity = PodIdentity {
+        name: "schism-agent-x7k2p",
+        namespace: chart::RELEASE_NAMESPACE,
+        node_name: NODE,
+    };
 
     let pods = EtcdPods::start(&network);
     wait_until("etcd is healthy", Duration::from_secs(30), || {
         (0..3).all(|m| pods.healthy(m))
     })
     .await;
-    let first = agent.start(&server, &network, &dir);
+    let first = in_cluster.run(agent_pod, &agent_identity, &token);
     wait_ready(&first, &network).await;
     let leases: Api<FaultLease> = Api::namespaced(server.client(), NAMESPACE);
 
@@ -437,7 +328,7 @@ async fn the_agent_container_cuts_and_delays_etcd_pods_found_by_uid_and_everythi
     );
     drop(first);
 
-    let second = agent.start(&server, &network, &dir);
+    let second = in_cluster.run(agent_pod, &agent_identity, &token);
     wait_ready(&second, &network).await;
     wait_until(
         "the restarted agent reaps member 1 and 2",

@@ -1,10 +1,12 @@
-//! Schism's components in real containers of the image the Dockerfile builds, run as their
-//! manifests say: the `docker run` flags come from the pod specs — the controller's from the
-//! Deployment `helm template` renders, the runner's from the Job the controller made — never
-//! hand-copied. They reach the API double the way a pod reaches the API server: HTTPS on the
-//! Docker network's gateway, the in-cluster environment, and their ServiceAccount's token and
-//! CA mounted where Kubernetes projects them, so each uses its real in-cluster configuration
-//! under the chart's RBAC.
+//! The whole of Schism in real containers of the image the Dockerfile builds, each run as its
+//! manifest says — the `docker run` flags come from the pod specs: the controller's from the
+//! Deployment `helm template` renders, the agent's from its DaemonSet, the runner's from the
+//! Job the controller made; never hand-copied. They reach the API double the way a pod
+//! reaches the API server: HTTPS on the Docker network's gateway, the in-cluster environment,
+//! and their ServiceAccount's token and CA mounted where Kubernetes projects them, so each
+//! uses its real in-cluster configuration under the chart's RBAC. The target is three real
+//! etcd members in pod cgroups; the experiment partitions them while the runner drives a
+//! workload and checks linearizability.
 
 #[path = "support/apiserver/mod.rs"]
 mod apiserver;
@@ -18,14 +20,15 @@ mod operator;
 use std::time::{Duration, Instant};
 
 use containers::{
-    Container, IMAGE, Network, PodIdentity, ServiceAccountVolume, container_args, docker,
-    in_cluster_env, require_image, run_flags,
+    Container, EtcdPods, IMAGE, InCluster, Network, PodIdentity, chart_pod, docker, require_image,
 };
 use kube::Api;
 use kube::api::PostParams;
 use operator::{Cluster, ClusterOptions, JOBS, NAMESPACE, chaos, wait_for};
+
+const NODE: &str = "node-a";
 use schism::api::Chaos;
-use serde_json::Value;
+use serde_json::{Value, json};
 
 /// The port a probe names, from the container's ports.
 fn probe_port(container: &Value, probe: &str) -> (String, u16) {
@@ -73,46 +76,82 @@ async fn wait_for_http_ok(url: &str, container: &Container, limit: Duration) {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_controller_and_a_runner_run_in_their_containers_as_their_manifests_say() {
+async fn schism_runs_in_its_containers_as_its_manifests_say_and_partitions_real_etcd() {
     require_image("the container test");
     let network = Network::create();
     let cluster = Cluster::start(ClusterOptions {
         serve_tls_on: Some(network.gateway.into()),
         run_runners: false,
+        agent: false,
         ..Default::default()
     })
     .await;
-    cluster.add_stateful_set("etcd", 3, 10);
-    let port = cluster.server.address().port();
+    let in_cluster = InCluster {
+        network: &network,
+        api_port: cluster.server.address().port(),
+        ca_pem: cluster.server.ca_pem(),
+        dir: &cluster.dir,
+    };
+
+    // The target: a StatefulSet whose pods are real etcd members on node-a. No serviceName:
+    // the runner would reach the members by their headless Service's DNS names, which no
+    // cluster DNS serves here; it uses the pod IPs instead.
+    let pods = EtcdPods::start(&network);
+    let set = cluster.server.apply_raw(
+        "statefulsets.apps",
+        json!({"apiVersion": "apps/v1", "kind": "StatefulSet",
+            "metadata": {"name": "etcd", "namespace": NAMESPACE},
+            "spec": {"selector": {"matchLabels": {"app": "etcd"}}, "serviceName": "", "template": {}}}),
+    );
+    for i in 0..3 {
+        cluster.server.apply_raw(
+            "pods",
+            json!({"apiVersion": "v1", "kind": "Pod",
+                "metadata": {"name": format!("etcd-{i}"), "namespace": NAMESPACE, "uid": pods.uids[i],
+                    "labels": {"app": "etcd"},
+                    "ownerReferences": [{"apiVersion": "apps/v1", "kind": "StatefulSet", "name": "etcd",
+                        "uid": set["metadata"]["uid"], "controller": true}]},
+                "spec": {"nodeName": NODE, "containers": [{"name": "etcd", "image": "etcd"}]},
+                "status": {"phase": "Running", "podIP": pods.ips[i].to_string(),
+                    "conditions": [{"type": "Ready", "status": "True"}]}}),
+        );
+    }
+
+    // The agent, as the chart's DaemonSet runs it on node-a.
+    let (agent_account, agent_namespaces) = chart::service_account(&cluster.manifests, "agent");
+    let agent_token = cluster
+        .server
+        .service_account_token(&agent_namespaces[0], &agent_account);
+    let agent_pod = chart_pod(&cluster.manifests, "DaemonSet", "agent");
+    let agent = in_cluster.run(
+        agent_pod,
+        &PodIdentity {
+            name: "schism-agent-p2x9q",
+            namespace: chart::RELEASE_NAMESPACE,
+            node_name: NODE,
+        },
+        &agent_token,
+    );
+    let (path, agent_port) = probe_port(&agent_pod["containers"][0], "readinessProbe");
+    wait_for_http_ok(
+        &format!("http://{}:{agent_port}{path}", agent.ip(&network)),
+        &agent,
+        Duration::from_secs(30),
+    )
+    .await;
 
     // The controller, as the chart's Deployment runs it.
-    let deployment = cluster
-        .manifests
-        .iter()
-        .find(|m| {
-            m["kind"] == "Deployment"
-                && m["metadata"]["labels"]["app.kubernetes.io/component"] == "controller"
-        })
-        .expect("the chart renders the controller Deployment")
-        .clone();
-    let pod = &deployment["spec"]["template"]["spec"];
-    let container = &pod["containers"][0];
-    let identity = PodIdentity {
-        name: "schism-controller-5c7d9-x2k4p",
-        namespace: chart::RELEASE_NAMESPACE,
-        node_name: "node-0",
-    };
-    let mut flags = run_flags(pod, container, &identity);
-    flags.push(format!("--network={}", network.name));
-    flags.extend(in_cluster_env(network.gateway, port));
-    let account = ServiceAccountVolume::new(
-        &cluster.dir,
+    let controller_pod = chart_pod(&cluster.manifests, "Deployment", "controller");
+    let container = &controller_pod["containers"][0];
+    let controller = in_cluster.run(
+        controller_pod,
+        &PodIdentity {
+            name: "schism-controller-5c7d9-x2k4p",
+            namespace: chart::RELEASE_NAMESPACE,
+            node_name: "node-0",
+        },
         &cluster.controller_token,
-        cluster.server.ca_pem(),
-        chart::RELEASE_NAMESPACE,
     );
-    flags.push(account.flag());
-    let controller = Container::run(&flags, IMAGE, &container_args(container, &identity));
     let address = controller.ip(&network);
     for probe in ["readinessProbe", "livenessProbe"] {
         let (path, probe_port) = probe_port(container, probe);
@@ -139,25 +178,24 @@ async fn the_controller_and_a_runner_run_in_their_containers_as_their_manifests_
         .unwrap();
     assert!(!write.status.success(), "the root filesystem is read-only");
 
-    // An experiment: the controller makes a Job; the runner runs as the Job says.
+    // The experiment: the controller makes a Job; the runner runs as the Job says.
     let chaoses: Api<Chaos> = Api::namespaced(cluster.server.client(), NAMESPACE);
     chaoses
         .create(
             &PostParams::default(),
             &chaos(
                 "in-cluster",
-                "target: {statefulSet: etcd}\nduration: 3s\nfaults:\n- pause: {}\n  start: 500ms\n  duration: 1s\n",
+                "target: {statefulSet: etcd}\nduration: 10s\nseed: 7\nfaults:\n- name: split\n  partition: {shape: isolate-one}\n  start: 2s\n  duration: 4s\nworkload: {client: etcd, model: cas-register, keys: 4, concurrency: 3, rate: 50, timeout: 1s}\navailability: {http: {port: 2379, path: /health}, interval: 200ms}\nassertions: {consistency: linearizable}\n",
             ),
         )
         .await
         .unwrap();
     wait_for("the runner's pod", Duration::from_secs(30), || {
-        !cluster.server.objects(JOBS).is_empty()
-            && cluster
-                .server
-                .objects("pods")
-                .iter()
-                .any(|p| p["metadata"]["labels"]["batch.kubernetes.io/job-name"].is_string())
+        cluster
+            .server
+            .objects("pods")
+            .iter()
+            .any(|p| p["metadata"]["labels"]["batch.kubernetes.io/job-name"].is_string())
     })
     .await;
     let job = cluster.server.objects(JOBS).remove(0);
@@ -170,27 +208,26 @@ async fn the_controller_and_a_runner_run_in_their_containers_as_their_manifests_
         })
         .unwrap();
     let pod_name = runner_pod["metadata"]["name"].as_str().unwrap().to_owned();
-    let pod = &job["spec"]["template"]["spec"];
-    let mut container = pod["containers"][0].clone();
+    let mut pod = job["spec"]["template"]["spec"].clone();
     // The node pulled the chart's tag; here that is the image just built.
-    container["image"] = IMAGE.into();
-    let identity = PodIdentity {
-        name: &pod_name,
-        namespace: NAMESPACE,
-        node_name: "node-runner",
-    };
-    let mut flags = run_flags(pod, &container, &identity);
-    flags.push(format!("--network={}", network.name));
-    flags.extend(in_cluster_env(network.gateway, port));
-    let account = ServiceAccountVolume::new(
-        &cluster.dir,
+    pod["containers"][0]["image"] = IMAGE.into();
+    let runner = in_cluster.run(
+        &pod,
+        &PodIdentity {
+            name: &pod_name,
+            namespace: NAMESPACE,
+            node_name: "node-runner",
+        },
         &cluster.runner_token,
-        cluster.server.ca_pem(),
-        NAMESPACE,
     );
-    flags.push(account.flag());
-    let runner = Container::run(&flags, IMAGE, &container_args(&container, &identity));
-    wait_for("the verdict", Duration::from_secs(60), || {
+    let mut isolated = false;
+    wait_for("the verdict", Duration::from_secs(90), || {
+        let leases = cluster.server.objects(operator::LEASES);
+        isolated |= leases.iter().any(|l| {
+            l["status"]["phase"] == "Applied"
+                && l["status"]["agent"] == NODE
+                && l["status"]["mechanism"] == "nftables"
+        });
         cluster.status("in-cluster")["phase"] == "Completed" || runner.exit_code().is_some()
     })
     .await;
@@ -198,8 +235,23 @@ async fn the_controller_and_a_runner_run_in_their_containers_as_their_manifests_
     assert_eq!(
         status["verdict"],
         "Pass",
-        "{status:#}\nrunner logs:\n{}",
-        runner.logs()
+        "{status:#}\nrunner logs:\n{}\nagent logs:\n{}",
+        runner.logs(),
+        agent.logs()
+    );
+    assert!(
+        isolated,
+        "the agent container applied the partition with nftables: {status:#}"
+    );
+    assert_eq!(
+        status["consistency"]["result"], "Linearizable",
+        "the history was checked: {:#}",
+        status["consistency"]
+    );
+    assert!(
+        status["consistency"]["operations"].as_u64().unwrap() > 100,
+        "the workload reached etcd: {:#}",
+        status["consistency"]
     );
     wait_for("the runner to exit", Duration::from_secs(20), || {
         runner.exit_code().is_some()
@@ -211,22 +263,19 @@ async fn the_controller_and_a_runner_run_in_their_containers_as_their_manifests_
         memory.parse::<u64>().unwrap() > 0,
         "the runner's memory limit applies"
     );
+    assert!((0..3).all(|m| pods.healthy(m)), "etcd is whole again");
 
     // A rollout's SIGTERM: the controller stops cleanly within its grace period.
-    let grace = pod_grace(&deployment);
+    let grace = controller_pod["terminationGracePeriodSeconds"]
+        .as_u64()
+        .unwrap_or(30);
     let stopping = Instant::now();
     docker(&["stop", "-t", &grace.to_string(), &controller.name]);
     let stopped_in = stopping.elapsed();
     assert_eq!(controller.exit_code(), Some(0), "{}", controller.logs());
     assert!(stopped_in < Duration::from_secs(grace), "{stopped_in:?}");
     println!(
-        "controller Ready and serving probes in its container; runner verdict {}; controller stopped in {stopped_in:?}",
-        status["verdict"]
+        "in containers: verdict {}, availability {}, controller stopped in {stopped_in:?}",
+        status["verdict"], status["availability"]
     );
-}
-
-fn pod_grace(deployment: &Value) -> u64 {
-    deployment["spec"]["template"]["spec"]["terminationGracePeriodSeconds"]
-        .as_u64()
-        .unwrap_or(30)
 }

@@ -212,6 +212,129 @@ pub fn in_cluster_env(host: Ipv4Addr, port: u16) -> Vec<String> {
     ]
 }
 
+/// A fresh pod UID (a version-4 UUID's shape).
+pub fn pod_uid(index: usize) -> String {
+    use std::hash::{BuildHasher, Hasher};
+    let random = std::collections::hash_map::RandomState::new()
+        .build_hasher()
+        .finish();
+    let hex = format!("{random:016x}{index:016x}");
+    format!(
+        "{}-{}-4{}-8{}-{}",
+        &hex[0..8],
+        &hex[8..12],
+        &hex[13..16],
+        &hex[17..20],
+        &hex[20..32]
+    )
+}
+
+/// Three etcd members (Debian's etcd, mounted into the image), each a container in a pod
+/// cgroup as the kubelet's cgroupfs driver makes them, `/kubepods/besteffort/pod<UID>`, with
+/// fixed addresses on the network.
+pub struct EtcdPods {
+    pub members: Vec<Container>,
+    pub ips: Vec<Ipv4Addr>,
+    pub uids: Vec<String>,
+}
+
+impl EtcdPods {
+    pub fn start(network: &Network) -> Self {
+        let subnet = docker(&[
+            "network",
+            "inspect",
+            "-f",
+            "{{(index .IPAM.Config 0).Subnet}}",
+            &network.name,
+        ]);
+        let base: Ipv4Addr = subnet.split('/').next().unwrap().parse().unwrap();
+        let ips: Vec<Ipv4Addr> = (0..3)
+            .map(|i| Ipv4Addr::from(u32::from(base) + 100 + i))
+            .collect();
+        let uids: Vec<String> = (0..3).map(pod_uid).collect();
+        let cluster: Vec<String> = ips
+            .iter()
+            .enumerate()
+            .map(|(i, ip)| format!("m{i}=http://{ip}:2380"))
+            .collect();
+        let members = (0..3)
+            .map(|i| {
+                let flags = vec![
+                    format!("--network={}", network.name),
+                    format!("--ip={}", ips[i]),
+                    format!("--cgroup-parent=/kubepods/besteffort/pod{}", uids[i]),
+                    "--volume=/usr/bin/etcd:/usr/local/bin/etcd:ro".to_owned(),
+                    "--tmpfs=/var/lib/etcd:rw,mode=1777".to_owned(),
+                    "--entrypoint=/usr/local/bin/etcd".to_owned(),
+                ];
+                let ip = ips[i];
+                let args = vec![
+                    format!("--name=m{i}"),
+                    "--data-dir=/var/lib/etcd/data".to_owned(),
+                    "--listen-peer-urls=http://0.0.0.0:2380".to_owned(),
+                    "--listen-client-urls=http://0.0.0.0:2379".to_owned(),
+                    format!("--advertise-client-urls=http://{ip}:2379"),
+                    format!("--initial-advertise-peer-urls=http://{ip}:2380"),
+                    format!("--initial-cluster={}", cluster.join(",")),
+                    "--initial-cluster-state=new".to_owned(),
+                    "--heartbeat-interval=50".to_owned(),
+                    "--election-timeout=500".to_owned(),
+                ];
+                Container::run(&flags, IMAGE, &args)
+            })
+            .collect();
+        Self { members, ips, uids }
+    }
+
+    /// `etcdctl endpoint health` on one member: a quorum read answered within a second.
+    pub fn healthy(&self, member: usize) -> bool {
+        Command::new("etcdctl")
+            .args([
+                &format!("--endpoints=http://{}:2379", self.ips[member]),
+                "--dial-timeout=1s",
+                "--command-timeout=1s",
+                "endpoint",
+                "health",
+            ])
+            .output()
+            .is_ok_and(|o| o.status.success())
+    }
+}
+
+/// Where containers find the API double, as pods find the API server.
+pub struct InCluster<'a> {
+    pub network: &'a Network,
+    pub api_port: u16,
+    pub ca_pem: &'a str,
+    /// Where ServiceAccount volumes are written.
+    pub dir: &'a Path,
+}
+
+impl InCluster<'_> {
+    /// Runs the first container of pod spec `pod` as pod `identity` of the built image, as
+    /// the kubelet would, with `token` as its ServiceAccount's.
+    pub fn run(&self, pod: &Value, identity: &PodIdentity<'_>, token: &str) -> Container {
+        let container = &pod["containers"][0];
+        let mut flags = run_flags(pod, container, identity);
+        flags.push(format!("--network={}", self.network.name));
+        flags.extend(in_cluster_env(self.network.gateway, self.api_port));
+        let account = ServiceAccountVolume::new(self.dir, token, self.ca_pem, identity.namespace);
+        flags.push(account.flag());
+        Container::run(&flags, IMAGE, &container_args(container, identity))
+    }
+}
+
+/// The pod spec of the chart's workload of `kind` for `component`.
+pub fn chart_pod<'a>(manifests: &'a [Value], kind: &str, component: &str) -> &'a Value {
+    let workload = manifests
+        .iter()
+        .find(|m| {
+            m["kind"] == kind && m["metadata"]["labels"]["app.kubernetes.io/component"] == component
+        })
+        .unwrap_or_else(|| panic!("the chart renders no {kind} for the {component}"));
+    &workload["spec"]["template"]["spec"]
+}
+
 /// What a pod's metadata fills in for `fieldRef` environment variables.
 pub struct PodIdentity<'a> {
     pub name: &'a str,
