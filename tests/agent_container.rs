@@ -13,7 +13,7 @@
 //! member's traffic (measured TCP round trips), revert at the deadline, and after a
 //! `docker kill` mid-fault the kernel lifts the partition by itself at the deadline (nft set
 //! element timeouts) while what only the reap removes — the NFQUEUE rule and the empty
-//! table — is removed by the restarted agent.
+//! table — is removed by the restarted agent; a SIGTERM (a rollout) reverts at once.
 
 #[path = "support/apiserver/mod.rs"]
 mod apiserver;
@@ -345,8 +345,55 @@ async fn the_agent_container_cuts_and_delays_etcd_pods_found_by_uid_and_everythi
             && phase(&server, "slow-1b").as_deref() == Some("Reverted")
     })
     .await;
+
+    // A rollout's SIGTERM: the agent reverts what it holds before it exits, long before the
+    // lease's deadline; the lease stays for the next agent to apply again.
+    leases
+        .create(
+            &PostParams::default(),
+            &lease(
+                "cut-0b",
+                &pods,
+                0,
+                partition(&pods, 0),
+                Duration::from_secs(120),
+            ),
+        )
+        .await
+        .unwrap();
+    wait_until("cut-0b Applied", Duration::from_secs(20), || {
+        phase(&server, "cut-0b").as_deref() == Some("Applied")
+    })
+    .await;
+    wait_until(
+        "member 0 to lose quorum again",
+        Duration::from_secs(20),
+        || !pods.healthy(0),
+    )
+    .await;
+    let grace = agent_pod["terminationGracePeriodSeconds"]
+        .as_u64()
+        .unwrap_or(30);
+    let stopping = Instant::now();
+    docker(&["stop", "-t", &grace.to_string(), &second.name]);
+    let stopped_in = stopping.elapsed();
+    assert_eq!(second.exit_code(), Some(0), "{}", second.logs());
+    let (tables, _) = leftovers(&pods, 0);
+    assert!(
+        !tables.contains("schism"),
+        "SIGTERM reverted the partition: {tables}"
+    );
+    let whole_in = wait_until(
+        "member 0 to regain quorum after SIGTERM",
+        Duration::from_secs(30),
+        || pods.healthy(0),
+    )
+    .await;
     drop(second);
     let _ = std::fs::remove_dir_all(&dir);
+    println!(
+        "agent container: SIGTERM -> exited in {stopped_in:?} with the partition reverted; quorum back {whole_in:?} later"
+    );
     println!(
         "agent container: partition applied in {applied_in:?}, member 0 without quorum {quorum_lost_in:?} later; \
          lease deleted -> released in {released_in:?}, quorum back {healed_in:?} after; \
