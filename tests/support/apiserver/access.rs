@@ -105,17 +105,17 @@ pub fn check(
     }
 }
 
-/// OwnerReferencesPermissionEnforcement for a write that turns `old` (None: a create) into
-/// `new`: changed references take `delete` on the object, and every new reference that
-/// blocks its owner's deletion takes `update` on the owner's `finalizers`.
+/// OwnerReferencesPermissionEnforcement for a write that makes the object at `key` (none
+/// stored: a create) `new`: changed references take `delete` on the object, and every new
+/// reference that blocks its owner's deletion takes `update` on the owner's `finalizers`.
 pub fn admit_owner_references(
     shared: &Shared,
     store: &Store,
     identity: &Identity,
     key: &ObjectKey,
-    old: Option<&Value>,
     new: &Value,
 ) -> Result<(), ApiError> {
+    let old = store.get(key);
     let references = |object: Option<&Value>| {
         object
             .and_then(|o| o.pointer("/metadata/ownerReferences"))

@@ -394,7 +394,7 @@ fn serve_collection(
                     namespace: namespace.clone(),
                     name: String::new(),
                 };
-                access::admit_owner_references(shared, &store, identity, &key, None, &body)?;
+                access::admit_owner_references(shared, &store, identity, &key, &body)?;
             }
             let created = store.create(
                 resource,
@@ -478,15 +478,7 @@ fn serve_object(
                     true,
                     Ownership::Update(&request.manager()),
                 )?;
-                let old = store.get(&key).cloned();
-                access::admit_owner_references(
-                    shared,
-                    &store,
-                    identity,
-                    &key,
-                    old.as_ref(),
-                    &would_be,
-                )?;
+                access::admit_owner_references(shared, &store, identity, &key, &would_be)?;
             }
             let updated = store.update(
                 &key,
@@ -506,15 +498,7 @@ fn serve_object(
             )?;
             if let Some(identity) = &request.identity {
                 let (would_be, _) = store.patch(&key, &patch, target, true, &request.manager())?;
-                let old = store.get(&key).cloned();
-                access::admit_owner_references(
-                    shared,
-                    &store,
-                    identity,
-                    &key,
-                    old.as_ref(),
-                    &would_be,
-                )?;
+                access::admit_owner_references(shared, &store, identity, &key, &would_be)?;
             }
             let (object, created) =
                 store.patch(&key, &patch, target, request.dry_run(), &request.manager())?;
