@@ -27,6 +27,7 @@ pub mod memory;
 pub mod models;
 mod partition;
 mod search;
+pub mod txn;
 
 use std::fmt;
 use std::sync::Arc;

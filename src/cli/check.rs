@@ -1,7 +1,8 @@
-//! `schism check`: the consistency checker on recorded histories.
+//! `schism check`: the consistency checkers on recorded histories — linearizability for
+//! single-object histories, isolation anomalies for transactional ones (see `check_txn`).
 //!
-//! Exit status: 0 when every file is linearizable, 1 when any is not, 2 when any is unknown
-//! (and none is not), 3 when any file could not be read or interpreted.
+//! Exit status: 0 when every file satisfies its model, 1 when any does not, 2 when any is
+//! unknown (and none fails), 3 when any file could not be read or interpreted.
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -11,15 +12,50 @@ use serde_json::json;
 use crate::check::counterexample::render_text;
 use crate::check::formats::{self, Format};
 use crate::check::history::{Call, History, Operation, describe_op};
+use crate::check::txn::{Consistency, TxnHistory, TxnModel, TxnOutcome, TxnVerdict};
 use crate::check::{CheckOptions, CheckOutcome, ModelKind, Verdict, check_history, html};
+
+use super::check_txn;
+
+/// What `--model` names: a single-object model or a transactional one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CheckModel {
+    /// register, cas-register or kv: checked for linearizability.
+    Object(ModelKind),
+    /// list-append or rw-register: checked for a transactional consistency model.
+    Txn(TxnModel),
+}
+
+impl std::str::FromStr for CheckModel {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        if let Ok(m) = s.parse::<TxnModel>() {
+            return Ok(CheckModel::Txn(m));
+        }
+        s.parse::<ModelKind>().map(CheckModel::Object).map_err(|_| {
+            format!(
+                "unknown model {s:?}: expected register, cas-register, kv, list-append or rw-register"
+            )
+        })
+    }
+}
 
 /// Check recorded histories for linearizability.
 #[derive(Debug, Clone, clap::Args)]
 pub struct CheckArgs {
-    /// Model: register, cas-register or kv. Default: cas-register for Jepsen etcd logs, kv for
-    /// kv EDN logs, and for native histories the header's model, else cas-register.
+    /// Model: register, cas-register or kv (checked for linearizability), or list-append or
+    /// rw-register (transactions, checked for --consistency). Default: the header's model;
+    /// for transactional histories the one their micro-operations imply; cas-register for
+    /// Jepsen etcd logs, kv for kv EDN logs, else cas-register.
     #[arg(long, value_name = "M")]
-    pub model: Option<ModelKind>,
+    pub model: Option<CheckModel>,
+    /// For transactional histories, the consistency model to check: read-uncommitted,
+    /// read-committed, repeatable-read, snapshot-isolation, serializable,
+    /// strong-session-snapshot-isolation, strong-snapshot-isolation,
+    /// strong-session-serializable or strict-serializable.
+    #[arg(long, value_name = "MODEL", default_value = "strict-serializable")]
+    pub consistency: Consistency,
     /// Input format: auto, native, jepsen or kv.
     #[arg(long, value_name = "F", default_value = "auto")]
     pub format: Format,
@@ -86,7 +122,14 @@ pub fn run(args: CheckArgs) -> i32 {
     let mut unknown = false;
     let several = args.files.len() > 1;
     for path in &args.files {
-        match check_file(&args, path) {
+        let checked = match read_head(path) {
+            Err(message) => Err(message),
+            Ok(head) if is_transactional(&args, &head) => {
+                check_txn::check_file(&args, path).map(|(h, o)| Checked::Txn(h, o))
+            }
+            Ok(_) => check_file(&args, path).map(|(h, o)| Checked::Object(h, o)),
+        };
+        match checked {
             Err(message) => {
                 unreadable = true;
                 if args.json {
@@ -98,7 +141,37 @@ pub fn run(args: CheckArgs) -> i32 {
                     eprintln!("error: {message}");
                 }
             }
-            Ok((history, outcome)) => {
+            Ok(Checked::Txn(history, outcome)) => {
+                match outcome.verdict {
+                    TxnVerdict::Satisfied => {}
+                    TxnVerdict::Violated => violated = true,
+                    TxnVerdict::Unknown => unknown = true,
+                }
+                if args.json {
+                    println!("{}", check_txn::to_json(path, &history, &outcome));
+                } else {
+                    print!("{}", check_txn::to_text(path, &outcome));
+                }
+                if let Some(out) = &args.html {
+                    let target = if several {
+                        html_name(out, path)
+                    } else {
+                        out.clone()
+                    };
+                    let page = crate::check::txn::html::render(
+                        &history,
+                        &outcome,
+                        &path.display().to_string(),
+                    );
+                    if let Err(e) = std::fs::write(&target, page) {
+                        eprintln!("error: cannot write {}: {e}", target.display());
+                        unreadable = true;
+                    } else if !args.json {
+                        println!("  html: {}", target.display());
+                    }
+                }
+            }
+            Ok(Checked::Object(history, outcome)) => {
                 match outcome.verdict {
                     Verdict::Linearizable => {}
                     Verdict::NotLinearizable => violated = true,
@@ -137,15 +210,48 @@ pub fn run(args: CheckArgs) -> i32 {
     }
 }
 
-fn check_file(args: &CheckArgs, path: &Path) -> Result<(History, CheckOutcome), String> {
-    let history = formats::read_file(path, args.format).map_err(|e| match e.line() {
+/// A file's result, by the kind of history it held.
+enum Checked {
+    Object(History, CheckOutcome),
+    Txn(TxnHistory, TxnOutcome),
+}
+
+/// The start of a file, enough to tell what kind of history it holds.
+fn read_head(path: &Path) -> Result<String, String> {
+    use std::io::Read as _;
+    let mut head = Vec::new();
+    std::fs::File::open(path)
+        .and_then(|f| f.take(64 << 10).read_to_end(&mut head))
+        .map_err(|e| format!("{}: cannot read: {e}", path.display()))?;
+    Ok(String::from_utf8_lossy(&head).into_owned())
+}
+
+/// `--model list-append|rw-register`, or no `--model` and a history that says it holds
+/// transactions.
+fn is_transactional(args: &CheckArgs, text: &str) -> bool {
+    match args.model {
+        Some(CheckModel::Txn(_)) => true,
+        Some(CheckModel::Object(_)) => false,
+        None => crate::check::txn::formats::looks_transactional(text),
+    }
+}
+
+/// `file:12: message` for a reader error.
+pub(super) fn read_error(path: &Path, e: &formats::ReadError) -> String {
+    match e.line() {
         Some(line) => format!("{}:{line}: {}", path.display(), strip_line(&e.to_string())),
         None => format!("{}: {e}", path.display()),
-    })?;
-    let model = args
-        .model
-        .or(history.model)
-        .unwrap_or(ModelKind::CasRegister);
+    }
+}
+
+fn check_file(args: &CheckArgs, path: &Path) -> Result<(History, CheckOutcome), String> {
+    let history = formats::read_file(path, args.format).map_err(|e| read_error(path, &e))?;
+    let model = match args.model {
+        Some(CheckModel::Object(m)) => Some(m),
+        _ => None,
+    }
+    .or(history.model)
+    .unwrap_or(ModelKind::CasRegister);
     let mut options = CheckOptions::new(model);
     options.partition = !args.no_partition;
     options.timeout = (!args.timeout.is_zero()).then_some(args.timeout);

@@ -1,6 +1,7 @@
 //! The `schism` command line: one subcommand per job, each a thin layer over the library.
 
 pub mod check;
+mod check_txn;
 pub mod controller;
 pub mod run;
 pub mod validate;

@@ -10,8 +10,9 @@ use super::{Completion, Pairer, ReadError, parse_int};
 use crate::check::history::{Call, History, Operation, Outcome, TimeUnit, Value};
 use crate::check::models::ModelKind;
 
+/// An EDN value, as far as histories use them.
 #[derive(Debug, Clone, PartialEq)]
-enum Edn {
+pub(in crate::check) enum Edn {
     Nil,
     Bool(bool),
     Int(i64),
@@ -166,6 +167,19 @@ impl Parser<'_> {
     }
 }
 
+/// Parses one line holding one EDN map into its entries, keys without the colon.
+pub(in crate::check) fn parse_map(
+    text: &str,
+    line: usize,
+) -> Result<Vec<(String, Edn)>, ReadError> {
+    Parser {
+        s: text.as_bytes(),
+        i: 0,
+        line,
+    }
+    .map()
+}
+
 fn to_value(line: usize, e: &Edn, what: &str) -> Result<Value, ReadError> {
     match e {
         Edn::Nil => Ok(Value::Nil),
@@ -187,12 +201,7 @@ pub(super) fn read(text: &str) -> Result<History, ReadError> {
         if raw.trim().is_empty() {
             continue;
         }
-        let mut p = Parser {
-            s: raw.as_bytes(),
-            i: 0,
-            line,
-        };
-        let entries = p.map()?;
+        let entries = parse_map(raw, line)?;
         let get = |k: &str| entries.iter().find(|(key, _)| key == k).map(|(_, v)| v);
         let missing = |k: &str| ReadError::at(line, format!("missing :{k}"));
 

@@ -7,7 +7,7 @@
 //!
 //! Every error names the line it is on. Readers never panic on any input.
 
-mod edn;
+pub(in crate::check) mod edn;
 mod jepsen;
 mod native;
 mod native_writer;
