@@ -29,6 +29,8 @@ struct Shape {
     active_keys: usize,
     appends_per_key: usize,
     seed: u64,
+    /// End with a write skew on fresh keys, so the check must find, classify and explain it.
+    plant_skew: bool,
 }
 
 /// Writes a strict-serializable list-append history in native JSON Lines.
@@ -102,6 +104,30 @@ fn generate(shape: &Shape, out: &mut impl std::io::Write) -> std::io::Result<()>
         }
         out.write_all(line.as_bytes())?;
     }
+    if shape.plant_skew {
+        let t = serial + 10 * latency;
+        let (x, y) = (next_key, next_key + 1);
+        let p = shape.clients * 1_000_000;
+        writeln!(
+            out,
+            "{{\"process\":{p},\"type\":\"ok\",\"f\":\"txn\",\"value\":[[\"r\",{x},[]],[\"r\",{y},[]],[\"append\",{x},1]],\"invoke\":{t},\"complete\":{}}}",
+            t + 10
+        )?;
+        writeln!(
+            out,
+            "{{\"process\":{},\"type\":\"ok\",\"f\":\"txn\",\"value\":[[\"r\",{x},[]],[\"r\",{y},[]],[\"append\",{y},2]],\"invoke\":{},\"complete\":{}}}",
+            p + 1,
+            t + 1,
+            t + 11
+        )?;
+        writeln!(
+            out,
+            "{{\"process\":{},\"type\":\"ok\",\"f\":\"txn\",\"value\":[[\"r\",{x},[1]],[\"r\",{y},[2]]],\"invoke\":{},\"complete\":{}}}",
+            p + 2,
+            t + 20,
+            t + 30
+        )?;
+    }
     Ok(())
 }
 
@@ -155,16 +181,23 @@ fn main() {
         "txns", "clients", "file MB", "wall s", "txns/s", "check s", "RSS MiB"
     );
     let mut walls = Vec::new();
-    for &txns in sizes {
-        for clients in [5, 50] {
+    let largest = *sizes.last().expect("sizes");
+    let cases = sizes
+        .iter()
+        .flat_map(|&n| [(n, 5, false), (n, 50, false)])
+        .chain([(largest, 50, true)]);
+    for (txns, clients, plant_skew) in cases {
+        {
             let shape = Shape {
                 txns,
                 clients,
                 active_keys: 2 * clients,
                 appends_per_key: 32,
                 seed: txns as u64 + clients as u64,
+                plant_skew,
             };
-            let path = dir.join(format!("append-{txns}-{clients}.jsonl"));
+            let name = if plant_skew { "skew" } else { "append" };
+            let path = dir.join(format!("{name}-{txns}-{clients}.jsonl"));
             let mut file = std::io::BufWriter::new(std::fs::File::create(&path).expect("create"));
             generate(&shape, &mut file).expect("write history");
             file.flush().expect("flush");
@@ -172,12 +205,19 @@ fn main() {
             let mb = std::fs::metadata(&path).map_or(0.0, |m| m.len() as f64 / 1e6);
             let (wall, rss, json) = run_check(&path);
             let check_s = json["check_ms"].as_f64().unwrap_or(f64::NAN) / 1e3;
+            let anomalies: Vec<&str> = json["anomaly_types"]
+                .as_array()
+                .map(|a| a.iter().filter_map(|v| v.as_str()).collect())
+                .unwrap_or_default();
             println!(
-                "{txns:>10} {clients:>8} {mb:>8.1} {wall:>9.3} {:>12.0} {check_s:>9.3} {rss:>9.1}  {}",
+                "{txns:>10} {clients:>8} {mb:>8.1} {wall:>9.3} {:>12.0} {check_s:>9.3} {rss:>9.1}  {} {}",
                 txns as f64 / wall,
-                json["verdict"].as_str().unwrap_or("?")
+                json["verdict"].as_str().unwrap_or("?"),
+                anomalies.join(",")
             );
-            walls.push((txns, clients, wall));
+            if !plant_skew {
+                walls.push((txns, clients, wall));
+            }
             if keep.is_none() {
                 let _ = std::fs::remove_file(&path);
             }

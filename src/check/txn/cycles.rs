@@ -88,8 +88,9 @@ pub(super) struct Unclassified {
 pub(super) struct Cycles {
     pub(super) found: Vec<Cycle>,
     pub(super) unclassified: Vec<Unclassified>,
-    /// The budget ran out: classes not found may still be there.
-    pub(super) incomplete: bool,
+    /// The budget ran out while searching this tier of edges: cycles needing it, or any
+    /// later tier, may be there unfound.
+    pub(super) incomplete_from: Option<Variant>,
 }
 
 const TIERS: [(Variant, u8); 3] = [
@@ -109,7 +110,7 @@ pub(super) fn search(graph: &Graph, limits: &mut Limits) -> Cycles {
         DATA | PROCESS | REALTIME | THROUGH,
         limits,
     ) else {
-        out.incomplete = true;
+        out.incomplete_from = Some(Variant::Plain);
         return out;
     };
     if full.is_empty() {
@@ -121,7 +122,7 @@ pub(super) fn search(graph: &Graph, limits: &mut Limits) -> Cycles {
         for component in &full {
             let outer = Scope::of(component.clone());
             let Some(inner) = components(graph, &outer, mask, limits) else {
-                out.incomplete = true;
+                out.incomplete_from = Some(variant);
                 break 'tiers;
             };
             for nodes in inner {
@@ -134,7 +135,7 @@ pub(super) fn search(graph: &Graph, limits: &mut Limits) -> Cycles {
                     }
                     match find(graph, &mut paths, &scope, mask, class, limits) {
                         Err(()) => {
-                            out.incomplete = true;
+                            out.incomplete_from = Some(variant);
                             break;
                         }
                         Ok(None) => {}
@@ -161,7 +162,7 @@ pub(super) fn search(graph: &Graph, limits: &mut Limits) -> Cycles {
                             .collect(),
                     });
                 }
-                if out.incomplete {
+                if out.incomplete_from.is_some() {
                     break 'tiers;
                 }
             }

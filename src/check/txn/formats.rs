@@ -26,12 +26,25 @@ use crate::check::history::{Outcome, TimeUnit};
 /// Reads a transactional history file, native or EDN (told apart by the first line),
 /// a line at a time: the file is never held in memory whole.
 pub fn read_file(path: &Path) -> Result<TxnHistory, ReadError> {
+    use std::io::BufRead as _;
     let file = std::fs::File::open(path).map_err(|e| ReadError::Io(format!("cannot read: {e}")))?;
-    read_lines(&mut BufLines {
-        reader: std::io::BufReader::with_capacity(1 << 20, file),
-        buf: Vec::new(),
-        line: 0,
-    })
+    let mut reader = std::io::BufReader::with_capacity(1 << 20, file);
+    let start = reader
+        .fill_buf()
+        .map_err(|e| ReadError::Io(format!("cannot read: {e}")))?;
+    let edn = start
+        .iter()
+        .position(|b| !b.is_ascii_whitespace())
+        .is_some_and(|i| start[i..].starts_with(b"{:") || start[i..].starts_with(b"{ :"));
+    let threads = std::thread::available_parallelism().map_or(1, |n| n.get().min(4));
+    if edn || threads < 2 {
+        return read_lines(&mut BufLines {
+            reader,
+            buf: Vec::new(),
+            line: 0,
+        });
+    }
+    parallel::read_native(reader, threads, parallel::CHUNK)
 }
 
 /// Reads a transactional history from text.
@@ -423,8 +436,59 @@ struct NativeReader {
     seen_first: bool,
 }
 
+/// `s` as a static string when it is one of `known`, so that owning it costs nothing.
+fn known(s: Cow<'_, str>, names: &[&'static str]) -> Cow<'static, str> {
+    match names.iter().find(|n| **n == s) {
+        Some(n) => Cow::Borrowed(n),
+        None => Cow::Owned(s.into_owned()),
+    }
+}
+
+impl RawLine<'_> {
+    /// The line, no longer borrowing its text (for parsing on other threads).
+    fn into_static(self) -> RawLine<'static> {
+        RawLine {
+            version: self.version,
+            model: self.model.map(|m| Cow::Owned(m.into_owned())),
+            process: self.process,
+            kind: self
+                .kind
+                .map(|k| known(k, &["invoke", "ok", "fail", "info"])),
+            f: self.f.map(|f| known(f, &["txn"])),
+            value: self.value.map(|ops| {
+                ops.into_iter()
+                    .map(|op| RawOp {
+                        f: known(op.f, &["append", "r", "w"]),
+                        key: match op.key {
+                            RawKey::Int(i) => RawKey::Int(i),
+                            RawKey::Str(s) => RawKey::Str(Cow::Owned(s.into_owned())),
+                        },
+                        value: op.value,
+                    })
+                    .collect()
+            }),
+            invoke: self.invoke,
+            complete: self.complete,
+            time: self.time,
+        }
+    }
+}
+
+/// Parses one non-blank native line, without any state: the part that runs in parallel.
+fn parse_native(line: usize, raw: &str) -> Result<RawLine<'static>, ReadError> {
+    serde_json::from_str::<RawLine>(raw)
+        .map(RawLine::into_static)
+        .map_err(|e| json_error(line, raw, &e))
+}
+
 impl NativeReader {
     fn line(&mut self, line: usize, raw: &str) -> Result<(), ReadError> {
+        let parsed = parse_native(line, raw)?;
+        self.apply(line, parsed)
+    }
+
+    /// Adds a parsed line: interning its keys and pairing its events, in file order.
+    fn apply(&mut self, line: usize, parsed: RawLine) -> Result<(), ReadError> {
         let NativeReader {
             history,
             keys,
@@ -432,7 +496,6 @@ impl NativeReader {
             seen_first,
         } = self;
         let history = &mut *history;
-        let parsed: RawLine = serde_json::from_str(raw).map_err(|e| json_error(line, raw, &e))?;
         let is_first = !std::mem::replace(seen_first, true);
         if parsed.process.is_none() && (parsed.version.is_some() || parsed.model.is_some()) {
             if !is_first {
@@ -729,6 +792,156 @@ fn edn_op(
     )
 }
 
+/// The native reader on several threads: one cuts the file into chunks of whole lines,
+/// workers parse them, and the caller applies the parsed lines in file order, so keys are
+/// numbered and events paired exactly as the sequential reader does.
+mod parallel {
+    use std::collections::BTreeMap;
+    use std::io::Read;
+    use std::sync::mpsc::{Receiver, SyncSender, sync_channel};
+    use std::sync::{Arc, Mutex};
+
+    use super::{NativeReader, RawLine, ReadError, TxnHistory, parse_native};
+
+    /// Bytes per chunk (lines longer than this are kept whole).
+    pub(super) const CHUNK: usize = 4 << 20;
+
+    struct Chunk {
+        index: usize,
+        first_line: usize,
+        bytes: Vec<u8>,
+    }
+
+    type Parsed = Result<Vec<(usize, RawLine<'static>)>, ReadError>;
+
+    pub(super) fn read_native(
+        mut reader: impl Read + Send,
+        threads: usize,
+        chunk: usize,
+    ) -> Result<TxnHistory, ReadError> {
+        std::thread::scope(|scope| {
+            let (chunk_tx, chunk_rx) = sync_channel::<Chunk>(threads * 2);
+            let chunk_rx = Arc::new(Mutex::new(chunk_rx));
+            let (done_tx, done_rx) = sync_channel::<(usize, Parsed)>(threads * 2);
+            let cutter = scope.spawn(move || cut(&mut reader, &chunk_tx, chunk));
+            for _ in 0..threads {
+                let rx = Arc::clone(&chunk_rx);
+                let tx = done_tx.clone();
+                scope.spawn(move || parse_chunks(&rx, &tx));
+            }
+            drop(done_tx);
+            let result = apply_in_order(&done_rx);
+            // Whatever is still queued is dropped with the receivers.
+            drop(done_rx);
+            drop(chunk_rx);
+            let cut_result = cutter.join().unwrap_or(Ok(()));
+            let (history, last_line) = result?;
+            cut_result?;
+            if history.txns.is_empty() {
+                return Err(ReadError::at(
+                    last_line.max(1),
+                    "the history has no transactions",
+                ));
+            }
+            Ok(history)
+        })
+    }
+
+    /// Sends the file in chunks that end at a line end.
+    fn cut(reader: &mut impl Read, tx: &SyncSender<Chunk>, size: usize) -> Result<(), ReadError> {
+        let mut carry: Vec<u8> = Vec::new();
+        let mut index = 0;
+        let mut line = 1;
+        loop {
+            let mut bytes = std::mem::take(&mut carry);
+            let start = bytes.len();
+            bytes.resize(start + size, 0);
+            let mut filled = start;
+            while filled < bytes.len() {
+                match reader.read(&mut bytes[filled..]) {
+                    Ok(0) => break,
+                    Ok(n) => filled += n,
+                    Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                    Err(e) => return Err(ReadError::Io(format!("cannot read: {e}"))),
+                }
+            }
+            bytes.truncate(filled);
+            let at_end = filled < start + size;
+            if !at_end {
+                match bytes.iter().rposition(|&b| b == b'\n') {
+                    Some(end) => carry = bytes.split_off(end + 1),
+                    // A line longer than a chunk: keep reading it.
+                    None => {
+                        carry = bytes;
+                        continue;
+                    }
+                }
+            }
+            let lines = bytes.iter().filter(|&&b| b == b'\n').count();
+            let chunk = Chunk {
+                index,
+                first_line: line,
+                bytes,
+            };
+            index += 1;
+            line += lines;
+            if tx.send(chunk).is_err() || at_end {
+                return Ok(());
+            }
+        }
+    }
+
+    fn parse_chunks(rx: &Mutex<Receiver<Chunk>>, tx: &SyncSender<(usize, Parsed)>) {
+        loop {
+            let chunk = match rx.lock() {
+                Ok(rx) => match rx.recv() {
+                    Ok(chunk) => chunk,
+                    Err(_) => return,
+                },
+                Err(_) => return,
+            };
+            let parsed = parse_chunk(&chunk);
+            if tx.send((chunk.index, parsed)).is_err() {
+                return;
+            }
+        }
+    }
+
+    fn parse_chunk(chunk: &Chunk) -> Parsed {
+        let mut out = Vec::new();
+        for (i, raw) in chunk.bytes.split(|&b| b == b'\n').enumerate() {
+            let line = chunk.first_line + i;
+            let text = std::str::from_utf8(raw)
+                .map_err(|_| ReadError::at(line, "not UTF-8 text (is this a binary file?)"))?;
+            let text = text.trim_end_matches('\r');
+            if text.trim().is_empty() {
+                continue;
+            }
+            out.push((line, parse_native(line, text)?));
+        }
+        Ok(out)
+    }
+
+    /// Applies parsed chunks in file order; the first error in file order wins.
+    fn apply_in_order(rx: &Receiver<(usize, Parsed)>) -> Result<(TxnHistory, usize), ReadError> {
+        let mut reader = NativeReader::default();
+        let mut waiting: BTreeMap<usize, Parsed> = BTreeMap::new();
+        let mut next = 0;
+        let mut last_line = 0;
+        for (index, parsed) in rx.iter() {
+            waiting.insert(index, parsed);
+            while let Some(parsed) = waiting.remove(&next) {
+                next += 1;
+                for (line, raw) in parsed? {
+                    last_line = line;
+                    reader.apply(line, raw)?;
+                }
+            }
+        }
+        Ok((reader.history, last_line))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -785,6 +998,33 @@ mod tests {
         let err = read_str("{:type :ok, :f :txn, :value [[:append 1]], :process 0}\n{:type :ok}")
             .unwrap_err();
         assert_eq!(err.line(), Some(1));
+    }
+
+    #[test]
+    fn parallel_reader_reads_what_the_sequential_one_does() {
+        let mut text = String::from("{\"version\":1,\"model\":\"list-append\"}\n\n");
+        for i in 0..200 {
+            text.push_str(&format!(
+                "{{\"process\":{},\"type\":\"ok\",\"f\":\"txn\",\"value\":[[\"append\",\"k{}\",{i}],[\"r\",{},[{}]]],\"invoke\":{i},\"complete\":{}}}\r\n",
+                i % 7,
+                i % 5,
+                i % 3,
+                (0..i % 40).map(|v| v.to_string()).collect::<Vec<_>>().join(","),
+                i + 5
+            ));
+        }
+        let sequential = read_str(&text).unwrap();
+        // Chunks far smaller than a line exercise lines split across chunks.
+        for chunk in [16, 100, 1000, 1 << 20] {
+            let parallel = parallel::read_native(text.as_bytes(), 3, chunk).unwrap();
+            assert_eq!(parallel, sequential, "chunk {chunk}");
+        }
+        let broken = text.replacen("\"invoke\":7,", "\"invoke\":\"7\",", 1);
+        let want = read_str(&broken).unwrap_err();
+        assert_eq!(
+            parallel::read_native(broken.as_bytes(), 2, 64).unwrap_err(),
+            want
+        );
     }
 
     #[test]

@@ -47,6 +47,8 @@ struct Append {
     pos: u32,
     /// The transaction's last append to this key: the version it installs.
     last_in_txn: bool,
+    /// Its transaction failed (kept here so that edges need not look the transaction up).
+    failed: bool,
 }
 
 /// A read of a key by a committed transaction.
@@ -55,6 +57,8 @@ struct KeyRead {
     txn: u32,
     op: u32,
     key: KeyId,
+    /// How many elements it returned.
+    len: u32,
     /// Its transaction's first access to the key: what it read came from others.
     external: bool,
 }
@@ -105,21 +109,14 @@ pub(super) fn infer(
 ) -> Result<(), TxnError> {
     let txns = &history.txns;
     let nkeys = history.keys.len();
-    let mut appends = table(history)?;
-    let reads = collect_reads(history, findings)?;
-    let failed = |t: u32| txns[t as usize].outcome == Outcome::Fail;
+    let (mut appends, index) = table(history)?;
+    let (reads, latest) = collect_reads(history, findings)?;
 
     let mut longest: Vec<Option<KeyRead>> = vec![None; nkeys];
-    // The latest-invoked read of each key, for lost appends.
-    let mut latest: Vec<Option<u32>> = vec![None; nkeys];
     for r in &reads {
         let k = r.key as usize;
-        let len = read_list(history, r).len();
-        if longest[k].is_none_or(|l| read_list(history, &l).len() < len) {
+        if longest[k].is_none_or(|l| l.len < r.len) {
             longest[k] = Some(*r);
-        }
-        if latest[k].is_none_or(|l| txns[l as usize].invoke < txns[r.txn as usize].invoke) {
-            latest[k] = Some(r.txn);
         }
     }
     let mut orders = Orders {
@@ -129,14 +126,6 @@ pub(super) fn infer(
     };
 
     // Resolve each order to its appends, once; every later step indexes instead of hashing.
-    let index = {
-        let mut index: FxHashMap<(KeyId, i64), u32> =
-            FxHashMap::with_capacity_and_hasher(appends.len(), Default::default());
-        for (id, a) in appends.iter().enumerate() {
-            index.insert((a.key, a.value), id as u32);
-        }
-        index
-    };
     let mut first_garbage = vec![usize::MAX; nkeys];
     let mut first_failed = vec![usize::MAX; nkeys];
     for k in 0..nkeys {
@@ -164,7 +153,7 @@ pub(super) fn infer(
             }
             a.pos = i as u32;
             writers.push(id);
-            if failed(a.txn) {
+            if a.failed {
                 first_failed[k] = first_failed[k].min(i);
             } else if first_failed[k] < i && !dirty_reported {
                 let f = appends[writers[first_failed[k]] as usize].txn;
@@ -210,8 +199,9 @@ pub(super) fn infer(
             if a == NOBODY || b == NOBODY {
                 continue;
             }
-            let (ta, tb) = (appends[a as usize].txn, appends[b as usize].txn);
-            if !failed(ta) && !failed(tb) {
+            let (a, b) = (&appends[a as usize], &appends[b as usize]);
+            let (ta, tb) = (a.txn, b.txn);
+            if !a.failed && !b.failed {
                 graph.add(
                     ta,
                     tb,
@@ -238,12 +228,10 @@ pub(super) fn infer(
         let order = orders.order(k);
         let last = orders.writers[k]
             .last()
-            .filter(|&&id| id != NOBODY)
+            .filter(|&&id| id != NOBODY && !appends[id as usize].failed)
             .map(|&id| (appends[id as usize].txn, *order.last().unwrap_or(&0)));
         for &(a, value) in unread {
-            if let Some((w, before)) = last
-                && !failed(w)
-            {
+            if let Some((w, before)) = last {
                 graph.add(
                     w,
                     a,
@@ -333,7 +321,7 @@ pub(super) fn infer(
             && id != NOBODY
         {
             let a = appends[id as usize];
-            if a.txn != reader && !failed(a.txn) {
+            if a.txn != reader && !a.failed {
                 graph.add(a.txn, reader, WR, Why::ReadAppend { key, value: last });
                 if !a.last_in_txn {
                     let w = a.txn;
@@ -353,7 +341,7 @@ pub(super) fn infer(
         if seen.len() < order.len() {
             let missing = order[seen.len()];
             let id = writers[seen.len()];
-            if id != NOBODY && !failed(appends[id as usize].txn) {
+            if id != NOBODY && !appends[id as usize].failed {
                 graph.add(
                     reader,
                     appends[id as usize].txn,
@@ -391,20 +379,23 @@ fn check_program_order(
         let txn = &history.txns[t as usize];
         for (i, a) in own.iter().enumerate() {
             let key = a.key;
-            // Its external read of the key, if its first access to it was a read.
+            // Its reads of the key before it first appended to it.
             let external = txn
                 .ops
                 .iter()
-                .find(|op| op.key() == key)
-                .and_then(|op| match op {
+                .filter(|op| op.key() == key)
+                .take_while(|op| matches!(op, MicroOp::Read { .. }))
+                .filter_map(|op| match op {
                     MicroOp::Read { value, .. } if txn.outcome == Outcome::Ok => Some(list(value)),
                     _ => None,
                 });
-            if let Some(read) = external
-                && a.pos != UNSEEN
-                && (a.pos as usize) < read.len()
-                && read[a.pos as usize] == a.value
-            {
+            for read in external {
+                if a.pos == UNSEEN
+                    || (a.pos as usize) >= read.len()
+                    || read[a.pos as usize] != a.value
+                {
+                    continue;
+                }
                 findings.report(AnomalyKind::Internal, vec![t as usize], || {
                     format!(
                         "T{t} read key {} = {} before appending {} to it, yet the read already holds it",
@@ -413,6 +404,7 @@ fn check_program_order(
                         a.value
                     )
                 });
+                break;
             }
             if let Some(prev) = own[..i].iter().rev().find(|p| p.key == key) {
                 let out_of_order = match (prev.pos, a.pos) {
@@ -445,15 +437,19 @@ fn check_program_order(
     }
 }
 
-/// The append table, ordered by transaction and program order.
-fn table(history: &TxnHistory) -> Result<Vec<Append>, TxnError> {
+/// The append table, ordered by transaction and program order, and the id of each
+/// appended (key, value).
+type Table = (Vec<Append>, FxHashMap<(KeyId, i64), u32>);
+
+/// The append table, ordered by transaction and program order, and its index.
+fn table(history: &TxnHistory) -> Result<Table, TxnError> {
     let count = history
         .txns
         .iter()
         .flat_map(|t| &t.ops)
         .filter(|op| matches!(op, MicroOp::Append { .. }))
         .count();
-    let mut appends = Vec::with_capacity(count);
+    let mut appends: Vec<Append> = Vec::with_capacity(count);
     let mut seen: FxHashMap<(KeyId, i64), u32> =
         FxHashMap::with_capacity_and_hasher(count, Default::default());
     for (t, txn) in history.txns.iter().enumerate() {
@@ -463,7 +459,8 @@ fn table(history: &TxnHistory) -> Result<Vec<Append>, TxnError> {
                     let last_in_txn = !txn.ops[i + 1..]
                         .iter()
                         .any(|later| matches!(later, MicroOp::Append { key: k, .. } if k == key));
-                    if let Some(before) = seen.insert((*key, *value), t as u32) {
+                    if let Some(before) = seen.insert((*key, *value), appends.len() as u32) {
+                        let before = appends[before as usize].txn;
                         let other = &history.txns[before as usize];
                         return Err(TxnError {
                             line: txn.line,
@@ -481,6 +478,7 @@ fn table(history: &TxnHistory) -> Result<Vec<Append>, TxnError> {
                         value: *value,
                         pos: UNSEEN,
                         last_in_txn,
+                        failed: txn.outcome == Outcome::Fail,
                     });
                 }
                 MicroOp::Write { .. } => {
@@ -494,32 +492,35 @@ fn table(history: &TxnHistory) -> Result<Vec<Append>, TxnError> {
             }
         }
     }
-    Ok(appends)
+    Ok((appends, seen))
 }
 
-/// What a transaction knows of a key so far: the key, its last read of it, and its own
-/// appends since.
-type KeyState<'h> = (KeyId, Option<&'h [i64]>, Vec<i64>);
+/// A key a transaction appended to, and its appends to it so far.
+type OwnAppends = (KeyId, Vec<i64>);
 
-/// Every read of a committed transaction, marking the external ones, and the internal
-/// anomalies: a transaction whose later read of a key disagrees with its earlier read and
-/// its own appends since.
-fn collect_reads(history: &TxnHistory, findings: &mut Findings) -> Result<Vec<KeyRead>, TxnError> {
+/// Every read of a committed transaction, marking the external ones (no own append to the
+/// key before them), and the internal anomalies: a read that does not end with the
+/// transaction's own appends to the key.
+/// The reads, and per key the latest-invoked transaction that read it (for lost appends).
+type Reads = (Vec<KeyRead>, Vec<Option<u32>>);
+
+fn collect_reads(history: &TxnHistory, findings: &mut Findings) -> Result<Reads, TxnError> {
     let mut reads = Vec::new();
-    // Per key touched by the transaction: its last read, and its appends since.
-    let mut state: Vec<KeyState> = Vec::new();
+    let mut latest: Vec<Option<(u64, u32)>> = vec![None; history.keys.len()];
+    // Per key the transaction appended to: its appends so far, in order.
+    let mut own: Vec<OwnAppends> = Vec::new();
     for (t, txn) in history.txns.iter().enumerate() {
         if txn.outcome != Outcome::Ok {
             continue;
         }
-        state.clear();
+        own.clear();
         for (i, op) in txn.ops.iter().enumerate() {
             let key = op.key();
-            let slot = state.iter().position(|(k, _, _)| *k == key);
+            let slot = own.iter().position(|(k, _)| *k == key);
             match op {
                 MicroOp::Append { value, .. } => match slot {
-                    Some(s) => state[s].2.push(*value),
-                    None => state.push((key, None, vec![*value])),
+                    Some(s) => own[s].1.push(*value),
+                    None => own.push((key, vec![*value])),
                 },
                 MicroOp::Read { value, .. } => {
                     if let ReadValue::Int(v) = value {
@@ -537,45 +538,38 @@ fn collect_reads(history: &TxnHistory, findings: &mut Findings) -> Result<Vec<Ke
                         txn: t as u32,
                         op: i as u32,
                         key,
+                        len: seen.len() as u32,
                         external: slot.is_none(),
                     });
-                    let Some(s) = slot else {
-                        state.push((key, Some(seen), Vec::new()));
-                        continue;
-                    };
-                    let (_, before, appended) = &state[s];
-                    let consistent = match before {
-                        Some(before) => {
-                            seen.len() == before.len() + appended.len()
-                                && seen[..before.len()] == **before
-                                && seen[before.len()..] == appended[..]
-                        }
-                        None => seen.ends_with(appended),
-                    };
-                    if !consistent {
-                        let expected = match before {
-                            Some(before) => format!(
-                                "{} followed by its own appends {:?}",
-                                describe_read(&ReadValue::List(before.to_vec())),
-                                appended
-                            ),
-                            None => format!("a list ending in its own appends {appended:?}"),
-                        };
+                    let last = &mut latest[key as usize];
+                    if last.is_none_or(|(invoke, _)| invoke < txn.invoke) {
+                        *last = Some((txn.invoke, t as u32));
+                    }
+                    // A transaction sees its own appends, in order, at the end of the list;
+                    // what comes before them may change under weak isolation, and the cycle
+                    // search judges that.
+                    if let Some(s) = slot
+                        && !seen.ends_with(&own[s].1)
+                    {
+                        let appended = &own[s].1;
                         findings.report(AnomalyKind::Internal, vec![t], || {
                             format!(
-                                "T{t} read key {} = {}, but expected {expected}",
+                                "T{t} read key {} = {}, which does not end with its own appends {}",
                                 history.key_name(key),
-                                describe_read(value)
+                                describe_read(value),
+                                show(appended)
                             )
                         });
                     }
-                    state[s] = (key, Some(seen), Vec::new());
                 }
                 MicroOp::Write { .. } => {}
             }
         }
     }
-    Ok(reads)
+    Ok((
+        reads,
+        latest.into_iter().map(|l| l.map(|(_, t)| t)).collect(),
+    ))
 }
 
 /// For a read that fits no order: which of its elements nobody, or only a failed

@@ -237,7 +237,10 @@ pub fn check(history: &TxnHistory, options: &TxnOptions) -> Result<TxnOutcome, T
     let violated = ruled_out.contains(&options.consistency);
     let (verdict, unknown_reason) = if violated {
         (TxnVerdict::Violated, None)
-    } else if cycles.incomplete {
+    } else if cycles
+        .incomplete_from
+        .is_some_and(|tier| tier_matters(tier, options.consistency))
+    {
         let why = match limits.stopped {
             Some(cycles::Stopped::Cancelled) => "the check was cancelled".to_string(),
             _ => match options.timeout {
@@ -269,6 +272,20 @@ pub fn check(history: &TxnHistory, options: &TxnOptions) -> Result<TxnOutcome, T
         elapsed: start.elapsed(),
         unknown_reason,
     })
+}
+
+/// Whether cycles needing this tier of edges (or a later one) can break `model`: data
+/// cycles break every model; process order matters only to the strong-session models and
+/// those above them, real time only to the strong ones.
+fn tier_matters(tier: Variant, model: Consistency) -> bool {
+    match tier {
+        Variant::Plain => true,
+        Variant::Process => {
+            model.implies(Consistency::StrongSessionSnapshotIsolation)
+                || model.implies(Consistency::StrongSessionSerializable)
+        }
+        Variant::Realtime => model.implies(Consistency::StrongSnapshotIsolation),
+    }
 }
 
 /// Which models a cycle of unknown class rules out: any cycle breaks serializability over

@@ -34,15 +34,21 @@ struct Written {
     last_in_txn: bool,
 }
 
-/// A committed transaction's first access to a key, when it is a read, and what it wrote to
-/// the key last.
-struct Access {
+/// A read by a committed transaction of a key it had not written yet: an observation of
+/// what others wrote (`None`: nil).
+struct ExternalRead {
     txn: u32,
     key: KeyId,
-    /// The external read: `Some(None)` for nil, `None` if it did not read first.
-    read: Option<Option<i64>>,
-    /// Its last write to the key.
-    wrote: Option<i64>,
+    value: Option<i64>,
+}
+
+/// A transaction that read a key and then wrote it: the version it installed follows the
+/// one it read.
+struct Overwrite {
+    txn: u32,
+    key: KeyId,
+    read: Option<i64>,
+    written: i64,
 }
 
 /// Adds the rw-register edges of `history` to `graph`, and its non-cycle anomalies to
@@ -54,20 +60,18 @@ pub(super) fn infer(
 ) -> Result<(), TxnError> {
     let txns = &history.txns;
     let writes = index_writes(history)?;
-    let accesses = collect_accesses(history, findings)?;
+    let (reads, overwrites) = collect_accesses(history, findings)?;
     let committed = |t: u32| txns[t as usize].outcome != Outcome::Fail;
 
     // Readers of each version, `None` being nil.
     let mut readers: FxHashMap<(KeyId, Option<i64>), Vec<u32>> = FxHashMap::default();
-    for a in &accesses {
-        if let Some(read) = a.read {
-            readers.entry((a.key, read)).or_default().push(a.txn);
-        }
+    for a in &reads {
+        readers.entry((a.key, a.value)).or_default().push(a.txn);
     }
 
     // wr, and what the reads say about the writes they saw.
-    for a in &accesses {
-        let Some(Some(v)) = a.read else { continue };
+    for a in &reads {
+        let Some(v) = a.value else { continue };
         let key = a.key;
         let reader = a.txn;
         match writes.get(&(key, v)) {
@@ -119,11 +123,8 @@ pub(super) fn infer(
 
     // Versions known to follow another: read-then-write in one transaction.
     let mut has_predecessor: rustc_hash::FxHashSet<(KeyId, i64)> = Default::default();
-    for a in &accesses {
-        let (Some(read), Some(written)) = (a.read, a.wrote) else {
-            continue;
-        };
-        let key = a.key;
+    for a in &overwrites {
+        let (read, written, key) = (a.read, a.written, a.key);
         if let Some(v) = read {
             has_predecessor.insert((key, written));
             if let Some(w) = writes.get(&(key, v))
@@ -232,54 +233,35 @@ fn index_writes(history: &TxnHistory) -> Result<FxHashMap<(KeyId, i64), Written>
     Ok(writes)
 }
 
-/// Per committed transaction and key: its external read and last write, and the internal
-/// anomalies (a read that disagrees with the transaction's own earlier read or write).
+/// The external reads and the overwrites of committed transactions, and the internal
+/// anomalies: a read of a key the transaction wrote that does not return its own last
+/// write. (Two reads of a key that differ, with no write between, are legal under read
+/// committed; the cycle they make is what the weaker and stronger models are judged by.)
 fn collect_accesses(
     history: &TxnHistory,
     findings: &mut Findings,
-) -> Result<Vec<Access>, TxnError> {
-    let mut accesses: Vec<Access> = Vec::new();
-    // Per key touched: index into `accesses`, and the value the transaction last saw or set.
-    let mut state: Vec<(KeyId, usize, Option<i64>)> = Vec::new();
+) -> Result<(Vec<ExternalRead>, Vec<Overwrite>), TxnError> {
+    let mut reads = Vec::new();
+    let mut overwrites = Vec::new();
+    // Per key touched: the last external read, and the transaction's last write.
+    let mut state: Vec<(KeyId, Option<Option<i64>>, Option<i64>)> = Vec::new();
     for (t, txn) in history.txns.iter().enumerate() {
-        if txn.outcome == Outcome::Fail {
+        if txn.outcome != Outcome::Ok {
             continue;
         }
-        let known = txn.outcome == Outcome::Ok;
         state.clear();
         for op in &txn.ops {
             let key = op.key();
-            let slot = state.iter().position(|(k, _, _)| *k == key);
+            let s = match state.iter().position(|(k, _, _)| *k == key) {
+                Some(s) => s,
+                None => {
+                    state.push((key, None, None));
+                    state.len() - 1
+                }
+            };
             match op {
-                MicroOp::Write { value, .. } => match slot {
-                    Some(s) => {
-                        accesses[state[s].1].wrote = Some(*value);
-                        state[s].2 = Some(*value);
-                    }
-                    None => {
-                        state.push((key, accesses.len(), Some(*value)));
-                        accesses.push(Access {
-                            txn: t as u32,
-                            key,
-                            read: None,
-                            wrote: Some(*value),
-                        });
-                    }
-                },
+                MicroOp::Write { value, .. } => state[s].2 = Some(*value),
                 MicroOp::Read { value, .. } => {
-                    if !known {
-                        // An unknown outcome: the read's value was never returned.
-                        if slot.is_none() {
-                            state.push((key, accesses.len(), None));
-                            accesses.push(Access {
-                                txn: t as u32,
-                                key,
-                                read: None,
-                                wrote: None,
-                            });
-                        }
-                        continue;
-                    }
                     let seen = match value {
                         ReadValue::Nil => None,
                         ReadValue::Int(v) => Some(*v),
@@ -294,29 +276,25 @@ fn collect_accesses(
                             });
                         }
                     };
-                    match slot {
+                    match state[s].2 {
                         None => {
-                            state.push((key, accesses.len(), seen));
-                            accesses.push(Access {
+                            reads.push(ExternalRead {
                                 txn: t as u32,
                                 key,
-                                read: Some(seen),
-                                wrote: None,
+                                value: seen,
                             });
+                            state[s].1 = Some(seen);
                         }
-                        Some(s) if state[s].2 != seen => {
-                            let expected = state[s].2;
+                        Some(own) if seen != Some(own) => {
                             let show =
                                 |v: Option<i64>| v.map_or("nil".to_string(), |v| v.to_string());
                             findings.report(AnomalyKind::Internal, vec![t], || {
                                 format!(
-                                    "T{t} read key {} = {}, but it had read or written {} there before",
+                                    "T{t} read key {} = {}, but it had written {own} there",
                                     history.key_name(key),
-                                    show(seen),
-                                    show(expected)
+                                    show(seen)
                                 )
                             });
-                            state[s].2 = seen;
                         }
                         Some(_) => {}
                     }
@@ -324,6 +302,16 @@ fn collect_accesses(
                 MicroOp::Append { .. } => {}
             }
         }
+        for &(key, read, written) in &state {
+            if let (Some(read), Some(written)) = (read, written) {
+                overwrites.push(Overwrite {
+                    txn: t as u32,
+                    key,
+                    read,
+                    written,
+                });
+            }
+        }
     }
-    Ok(accesses)
+    Ok((reads, overwrites))
 }
