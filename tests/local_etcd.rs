@@ -1,27 +1,17 @@
 //! A real 3-node etcd cluster in network namespaces, driven through `schism::local`.
 
+#[path = "support/local_etcd.rs"]
+mod local_etcd;
 mod support;
 
 use std::process::Output;
 use std::time::{Duration, Instant};
 
+use local_etcd::etcd_config;
 use schism::dataplane::{self, FaultId};
 use schism::faultplan::{PartitionShape, plan_partition, rng_from_seed};
-use schism::local::{LocalCluster, LocalClusterConfig, ReadyCheck};
+use schism::local::LocalCluster;
 use support::require;
-
-const ETCD: &str = "etcd --name {name} --data-dir {dataDir} \
-    --listen-peer-urls http://{ip}:2380 --initial-advertise-peer-urls http://{ip}:2380 \
-    --listen-client-urls http://{ip}:2379 --advertise-client-urls http://{ip}:2379 \
-    --initial-cluster {peers} --initial-cluster-state {clusterState} \
-    --heartbeat-interval 100 --election-timeout 1000 --pre-vote=true";
-
-fn etcd_config() -> LocalClusterConfig {
-    let mut config = LocalClusterConfig::new(3, ETCD, ReadyCheck::Tcp { port: 2379 });
-    config.peer_format = "{name}=http://{ip}:2380".into();
-    config.restart_delay = Duration::from_millis(300);
-    config
-}
 
 fn etcdctl(cluster: &LocalCluster, node: usize, args: &[&str]) -> Output {
     let endpoint = format!("http://{}:2379", cluster.nodes()[node].ip);

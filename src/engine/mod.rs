@@ -5,4 +5,5 @@ pub mod experiment;
 pub mod generator;
 pub mod probe;
 pub mod timeline;
+pub mod transactions;
 pub mod verdict;

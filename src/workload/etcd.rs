@@ -2,12 +2,22 @@
 //!
 //! Keys and values travel base64-encoded; the gateway leaves out zero, false and empty fields,
 //! so a failed transaction has no `succeeded` and a missing key has no `kvs`.
+//!
+//! [`EtcdAppendClient`] runs list-append transactions the way Jepsen's etcd append workload
+//! does: read every key the transaction touches in one etcd transaction (one revision, so
+//! the reads are a snapshot), compute the new lists, and commit them in a second etcd
+//! transaction guarded by each key's `mod_revision`. If any key changed in between, nothing
+//! is written and the transaction definitely failed; a read-only transaction needs no
+//! commit, its snapshot is its serialization point.
 
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD as B64;
 use serde_json::{Value, json};
 
-use super::{Datum, KvClient, OpError, OpFuture, Reply, Request, classify_reqwest};
+use super::{
+    Datum, KvClient, OpError, OpFuture, Reply, Request, TxnClient, TxnFuture, TxnStep,
+    classify_reqwest,
+};
 
 /// A client of one etcd member.
 pub struct EtcdClient {
@@ -35,39 +45,7 @@ impl EtcdClient {
     }
 
     async fn call(&self, path: &str, body: Value, is_read: bool) -> Result<Value, OpError> {
-        let response = self
-            .http
-            .post(format!("{}{path}", self.base))
-            .json(&body)
-            .send()
-            .await
-            .map_err(|e| classify_reqwest(&e, is_read))?;
-        let status = response.status();
-        let text = response
-            .text()
-            .await
-            .map_err(|e| classify_reqwest(&e, is_read))?;
-        if !status.is_success() {
-            // An error status from etcd (no leader, timeout inside raft) does not prove the
-            // proposal was dropped, so only reads may call it a failure.
-            let message = format!(
-                "HTTP {status}: {}",
-                text.chars().take(200).collect::<String>()
-            );
-            return Err(if is_read {
-                OpError::Failed(message)
-            } else {
-                OpError::Indeterminate(message)
-            });
-        }
-        serde_json::from_str(&text).map_err(|e| {
-            let message = format!("unreadable answer ({e})");
-            if is_read {
-                OpError::Failed(message)
-            } else {
-                OpError::Indeterminate(message)
-            }
-        })
+        post(&self.http, &self.base, path, body, is_read).await
     }
 
     async fn run(&self, key: &str, request: &Request) -> Result<Reply, OpError> {
@@ -125,8 +103,165 @@ impl EtcdClient {
     }
 }
 
+/// POSTs `body` to the gateway. An error status, an unreadable answer or a transport error
+/// is a definite failure for reads and an unknown outcome for anything that writes.
+async fn post(
+    http: &reqwest::Client,
+    base: &str,
+    path: &str,
+    body: Value,
+    is_read: bool,
+) -> Result<Value, OpError> {
+    let response = http
+        .post(format!("{base}{path}"))
+        .json(&body)
+        .send()
+        .await
+        .map_err(|e| classify_reqwest(&e, is_read))?;
+    let status = response.status();
+    let text = response
+        .text()
+        .await
+        .map_err(|e| classify_reqwest(&e, is_read))?;
+    if !status.is_success() {
+        // An error status from etcd (no leader, timeout inside raft) does not prove the
+        // proposal was dropped, so only reads may call it a failure.
+        let message = format!(
+            "HTTP {status}: {}",
+            text.chars().take(200).collect::<String>()
+        );
+        return Err(if is_read {
+            OpError::Failed(message)
+        } else {
+            OpError::Indeterminate(message)
+        });
+    }
+    serde_json::from_str(&text).map_err(|e| {
+        let message = format!("unreadable answer ({e})");
+        if is_read {
+            OpError::Failed(message)
+        } else {
+            OpError::Indeterminate(message)
+        }
+    })
+}
+
 impl KvClient for EtcdClient {
     fn perform<'a>(&'a self, key: &'a str, request: &'a Request) -> OpFuture<'a> {
         Box::pin(self.run(key, request))
+    }
+}
+
+/// A list-append client of one etcd member. A key holds its list as JSON text (`[1,2,3]`).
+pub struct EtcdAppendClient {
+    http: reqwest::Client,
+    base: String,
+}
+
+impl EtcdAppendClient {
+    /// A client of the member at `host:port`.
+    pub fn new(http: reqwest::Client, host: &str, port: u16) -> Self {
+        Self {
+            http,
+            base: format!("http://{host}:{port}"),
+        }
+    }
+
+    async fn run(&self, steps: &[TxnStep]) -> Result<Vec<Option<Vec<i64>>>, OpError> {
+        let mut keys: Vec<&str> = Vec::new();
+        for step in steps {
+            if !keys.contains(&step.key()) {
+                keys.push(step.key());
+            }
+        }
+        // One etcd transaction of ranges is one revision: a snapshot of every key.
+        let ranges: Vec<Value> = keys
+            .iter()
+            .map(|k| json!({"request_range": {"key": B64.encode(k)}}))
+            .collect();
+        let snapshot = post(
+            &self.http,
+            &self.base,
+            "/v3/kv/txn",
+            json!({"success": ranges}),
+            true,
+        )
+        .await?;
+        let mut lists: Vec<(Vec<i64>, String)> = Vec::with_capacity(keys.len());
+        for i in 0..keys.len() {
+            let kv = &snapshot["responses"][i]["response_range"]["kvs"][0];
+            let list = match kv["value"].as_str() {
+                None => Vec::new(),
+                Some(encoded) => {
+                    let bytes = B64
+                        .decode(encoded)
+                        .map_err(|e| OpError::Failed(format!("bad base64 in answer: {e}")))?;
+                    serde_json::from_slice(&bytes).map_err(|e| {
+                        OpError::Failed(format!("key {} does not hold a list: {e}", keys[i]))
+                    })?
+                }
+            };
+            // Absent keys have no mod_revision in the answer: 0 is what etcd compares them as.
+            let revision = kv["mod_revision"].as_str().unwrap_or("0").to_string();
+            lists.push((list, revision));
+        }
+        let mut results = Vec::with_capacity(steps.len());
+        let mut written = vec![false; keys.len()];
+        for step in steps {
+            let i = keys
+                .iter()
+                .position(|k| *k == step.key())
+                .expect("collected");
+            match step {
+                TxnStep::Read { .. } => results.push(Some(lists[i].0.clone())),
+                TxnStep::Append { value, .. } => {
+                    lists[i].0.push(*value);
+                    written[i] = true;
+                    results.push(None);
+                }
+            }
+        }
+        if !written.contains(&true) {
+            return Ok(results);
+        }
+        let compare: Vec<Value> = keys
+            .iter()
+            .zip(&lists)
+            .map(|(k, (_, revision))| {
+                json!({"key": B64.encode(k), "target": "MOD", "result": "EQUAL", "mod_revision": revision})
+            })
+            .collect();
+        let puts: Vec<Value> = keys
+            .iter()
+            .zip(&lists)
+            .zip(&written)
+            .filter(|(_, w)| **w)
+            .map(|((k, (list, _)), _)| {
+                let text = serde_json::to_string(list).expect("a list of integers serializes");
+                json!({"request_put": {"key": B64.encode(k), "value": B64.encode(text)}})
+            })
+            .collect();
+        let answer = post(
+            &self.http,
+            &self.base,
+            "/v3/kv/txn",
+            json!({"compare": compare, "success": puts}),
+            false,
+        )
+        .await?;
+        if answer["succeeded"].as_bool() == Some(true) {
+            Ok(results)
+        } else {
+            // A comparison failed: etcd applied nothing.
+            Err(OpError::Failed(
+                "a key changed since the snapshot; nothing was written".into(),
+            ))
+        }
+    }
+}
+
+impl TxnClient for EtcdAppendClient {
+    fn transact<'a>(&'a self, steps: &'a [TxnStep]) -> TxnFuture<'a> {
+        Box::pin(self.run(steps))
     }
 }

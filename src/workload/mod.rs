@@ -95,6 +95,45 @@ pub trait KvClient: Send + Sync {
     fn perform<'a>(&'a self, key: &'a str, request: &'a Request) -> OpFuture<'a>;
 }
 
+/// One step of a transaction over list-append keys.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TxnStep {
+    /// Append an integer to the list at a key.
+    Append {
+        /// The key.
+        key: String,
+        /// The value, unique per key.
+        value: i64,
+    },
+    /// Read the whole list at a key.
+    Read {
+        /// The key.
+        key: String,
+    },
+}
+
+impl TxnStep {
+    /// The key the step addresses.
+    pub fn key(&self) -> &str {
+        match self {
+            TxnStep::Append { key, .. } | TxnStep::Read { key } => key,
+        }
+    }
+}
+
+/// The boxed future of a transaction: per step, the list a read returned (`None` for an
+/// append). `Err(Failed)` means the transaction certainly did not commit (a conflict, a
+/// refused connection); `Err(Indeterminate)` that it may have.
+pub type TxnFuture<'a> =
+    Pin<Box<dyn Future<Output = Result<Vec<Option<Vec<i64>>>, OpError>> + Send + 'a>>;
+
+/// A client that runs list-append transactions against one node.
+pub trait TxnClient: Send + Sync {
+    /// Runs `steps` as one transaction. The caller enforces the deadline by dropping the
+    /// future; a dropped transaction has an unknown outcome.
+    fn transact<'a>(&'a self, steps: &'a [TxnStep]) -> TxnFuture<'a>;
+}
+
 /// Classifies a transport error of an HTTP client: nothing was sent when the connection could
 /// not be made; anything later may have reached the server.
 pub(crate) fn classify_reqwest(error: &reqwest::Error, is_read: bool) -> OpError {
