@@ -12,10 +12,17 @@
 //! order them) run on distinct processes with `invoke` 0, 1, 2, … and `complete` 10, 11,
 //! 12, …; where real time or a client's order matters, the times say so in a comment.
 
+#[path = "common/txn_assert.rs"]
+mod txn_assert;
+
 use schism::check::txn::formats::read_str;
 use schism::check::txn::{
-    Anomaly, AnomalyKind, Consistency, EdgeKind, TxnHistory, TxnModel, TxnOptions, TxnOutcome,
-    TxnVerdict, check,
+    Anomaly, AnomalyKind, Consistency, EdgeKind, TxnError, TxnHistory, TxnModel, TxnOptions,
+    TxnOutcome, TxnVerdict, check,
+};
+use txn_assert::{
+    EVERY, NO_WRITE_SKEW, READ_COMMITTED_UP, REAL_TIME, SESSION, SNAPSHOT_UP, expected_verdict,
+    summaries,
 };
 
 use Consistency as C;
@@ -58,10 +65,6 @@ fn kind_names(out: &TxnOutcome) -> Vec<String> {
     names.sort();
     names.dedup();
     names
-}
-
-fn summaries(out: &TxnOutcome) -> Vec<String> {
-    out.anomalies.iter().map(Anomaly::summary).collect()
 }
 
 /// Whether `text` mentions transaction `t` as a whole word (`T1`, not the start of `T10`).
@@ -196,11 +199,7 @@ fn violates(txns: &[Txn], model: TxnModel, kinds: &[&str], broken: &[Consistency
             "models ruled out; {}",
             context()
         );
-        let verdict = if broken.contains(&m) {
-            TxnVerdict::Violated
-        } else {
-            TxnVerdict::Satisfied
-        };
+        let verdict = expected_verdict(broken, m);
         assert_eq!(out.verdict, verdict, "{}", context());
         assert!(out.unclassified.is_empty(), "{}", context());
         assert!(out.unknown_reason.is_none(), "{}", context());
@@ -274,48 +273,61 @@ fn edge_kinds(a: &Anomaly) -> Vec<EdgeKind> {
     a.cycle.iter().map(|e| e.kind).collect()
 }
 
-// ---------------------------------------------------------------------------------------
-// Model boundaries.
+/// The reported cycle of `kind`: its summary is one of `options` (see [`assert_summary`])
+/// and the reasons of its edges, sorted, are `sorted_reasons`.
+fn assert_cycle<'o>(
+    out: &'o TxnOutcome,
+    kind: &str,
+    options: &[&str],
+    sorted_reasons: &[&str],
+) -> &'o Anomaly {
+    let a = find(out, kind);
+    assert_summary(a, options);
+    let mut r = reasons(a);
+    r.sort();
+    assert_eq!(r, sorted_reasons, "the reasons of {}", a.summary());
+    a
+}
 
-/// Every model: G0 and the anomalies that need no cycle (a read of what nobody wrote, …).
-const EVERY: &[Consistency] = &Consistency::ALL;
-/// Every model but read uncommitted: G1a, G1b, G1c, dirty update.
-const READ_COMMITTED_UP: &[Consistency] = &[
-    C::ReadCommitted,
-    C::RepeatableRead,
-    C::SnapshotIsolation,
-    C::StrongSessionSnapshotIsolation,
-    C::StrongSnapshotIsolation,
-    C::Serializable,
-    C::StrongSessionSerializable,
-    C::StrictSerializable,
-];
-/// G-single, G-nonadjacent: repeatable read, snapshot isolation and everything stronger.
-const SNAPSHOT_UP: &[Consistency] = &[
-    C::RepeatableRead,
-    C::SnapshotIsolation,
-    C::StrongSessionSnapshotIsolation,
-    C::StrongSnapshotIsolation,
-    C::Serializable,
-    C::StrongSessionSerializable,
-    C::StrictSerializable,
-];
-/// G2-item (write skew): repeatable read and the serializable models; not snapshot isolation.
-const NO_WRITE_SKEW: &[Consistency] = &[
-    C::RepeatableRead,
-    C::Serializable,
-    C::StrongSessionSerializable,
-    C::StrictSerializable,
-];
-/// A `-process` cycle of a class snapshot isolation forbids: the session models.
-const SESSION: &[Consistency] = &[
-    C::StrongSessionSnapshotIsolation,
-    C::StrongSnapshotIsolation,
-    C::StrongSessionSerializable,
-    C::StrictSerializable,
-];
-/// A `-realtime` cycle of a class snapshot isolation forbids: the real-time models.
-const REAL_TIME: &[Consistency] = &[C::StrongSnapshotIsolation, C::StrictSerializable];
+/// One of the edges of `a` is explained by `reason`.
+fn assert_reason(a: &Anomaly, reason: &str) {
+    let all = reasons(a);
+    assert!(all.contains(&reason), "{reason:?} is none of {all:?}");
+}
+
+/// The kinds of the edges of `a`, by name and sorted, are `sorted`.
+fn assert_edge_names(a: &Anomaly, sorted: &[&str]) {
+    let mut names: Vec<&str> = edge_kinds(a).iter().map(|k| k.name()).collect();
+    names.sort();
+    assert_eq!(names, sorted, "{:?}", reasons(a));
+}
+
+/// Checks `txns` as `model` for strict serializability, which the model cannot interpret:
+/// the error names source line `line` and transaction `txn`.
+fn assert_rejected(txns: &[Txn], model: TxnModel, line: usize, txn: usize) -> TxnError {
+    let h = read(txns);
+    let err = check(&h, &TxnOptions::new(model, C::StrictSerializable)).unwrap_err();
+    assert_eq!((err.line, err.txn), (line, txn), "{err}");
+    err
+}
+
+/// Checked as `model` for each of `models`, the history `h` satisfies it.
+fn assert_satisfied_for(h: &TxnHistory, model: TxnModel, models: &[Consistency]) {
+    for &m in models {
+        let out = run(h, model, m);
+        assert_eq!(
+            out.verdict,
+            TxnVerdict::Satisfied,
+            "{m}: {:?}",
+            summaries(&out)
+        );
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// Model boundaries: the models each class of anomaly rules out (`EVERY`,
+// `READ_COMMITTED_UP`, `SNAPSHOT_UP`, `NO_WRITE_SKEW`, `SESSION`, `REAL_TIME`) are in
+// common/txn_assert.rs, shared with the property tests.
 
 // ---------------------------------------------------------------------------------------
 // G0: a write cycle.
@@ -330,24 +342,19 @@ const G0_LA: &[Txn] = &[
 #[test]
 fn g0_list_append_two_writers_in_opposite_orders() {
     let out = violates(G0_LA, LA, &["G0"], EVERY);
-    let a = find(&out, "G0");
-    assert_summary(
-        a,
+    let a = assert_cycle(
+        &out,
+        "G0",
         &[
             "G0: dirty write between T0 and T1",
             "G0: dirty write between T1 and T0",
         ],
-    );
-    assert_eq!(edge_kinds(a), [EdgeKind::WriteWrite, EdgeKind::WriteWrite]);
-    let mut r = reasons(a);
-    r.sort();
-    assert_eq!(
-        r,
-        [
+        &[
             "T0 appended 1 to key y right after T1's append of 2, as T2 read ⇒ T1 ww→ T0",
             "T1 appended 2 to key x right after T0's append of 1, as T2 read ⇒ T0 ww→ T1",
-        ]
+        ],
     );
+    assert_eq!(edge_kinds(a), [EdgeKind::WriteWrite, EdgeKind::WriteWrite]);
 
     let mut fixed = G0_LA.to_vec();
     fixed[2].4 = r#"["r","x",[1,2]],["r","y",[1,2]]"#;
@@ -367,10 +374,9 @@ fn g0_rw_register_each_overwrote_the_other() {
     let out = violates(G0_RW, RW, &["G0", "G1c"], EVERY);
     let a = find(&out, "G0");
     assert_eq!(edge_kinds(a), [EdgeKind::WriteWrite, EdgeKind::WriteWrite]);
-    assert!(
-        reasons(a).contains(&"T0 read key x = 2, which T1 wrote, then wrote 1 ⇒ T1 ww→ T0"),
-        "{:?}",
-        reasons(a)
+    assert_reason(
+        a,
+        "T0 read key x = 2, which T1 wrote, then wrote 1 ⇒ T1 ww→ T0",
     );
 
     let mut fixed = G0_RW.to_vec();
@@ -396,11 +402,9 @@ fn g0_realtime_list_append_a_later_append_ordered_first() {
             "G0-realtime: dirty write between T1 and T0",
         ],
     );
-    assert!(
-        reasons(a)
-            .contains(&"T0 completed (at 10) before T1 was invoked (at 20) ⇒ T0 realtime→ T1"),
-        "{:?}",
-        reasons(a)
+    assert_reason(
+        a,
+        "T0 completed (at 10) before T1 was invoked (at 20) ⇒ T0 realtime→ T1",
     );
 
     let mut fixed = G0_REALTIME_LA.to_vec();
@@ -485,24 +489,19 @@ fn g1c_list_append_each_read_the_others_append() {
         (1, "ok", 1, 11, r#"["append","y",1],["r","x",[1]]"#),
     ];
     let out = violates(bad, LA, &["G1c"], READ_COMMITTED_UP);
-    let a = find(&out, "G1c");
-    assert_summary(
-        a,
+    let a = assert_cycle(
+        &out,
+        "G1c",
         &[
             "G1c: circular information flow between T0 and T1",
             "G1c: circular information flow between T1 and T0",
         ],
-    );
-    assert_eq!(edge_kinds(a), [EdgeKind::WriteRead, EdgeKind::WriteRead]);
-    let mut r = reasons(a);
-    r.sort();
-    assert_eq!(
-        r,
-        [
+        &[
             "T0 read key y ending in 1, T1's append ⇒ T1 wr→ T0",
             "T1 read key x ending in 1, T0's append ⇒ T0 wr→ T1",
-        ]
+        ],
     );
+    assert_eq!(edge_kinds(a), [EdgeKind::WriteRead, EdgeKind::WriteRead]);
 
     let fixed: &[Txn] = &[bad[0], (1, "ok", 1, 11, r#"["append","y",1],["r","x",[]]"#)];
     satisfies(fixed, LA, C::StrictSerializable);
@@ -515,7 +514,10 @@ fn g1c_rw_register_each_read_the_others_write() {
         (1, "ok", 1, 11, r#"["w","y",1],["r","x",1]"#),
     ];
     let out = violates(bad, RW, &["G1c"], READ_COMMITTED_UP);
-    assert!(reasons(find(&out, "G1c")).contains(&"T1 read key x = 1, which T0 wrote ⇒ T0 wr→ T1"));
+    assert_reason(
+        find(&out, "G1c"),
+        "T1 read key x = 1, which T0 wrote ⇒ T0 wr→ T1",
+    );
 
     let fixed: &[Txn] = &[bad[0], (1, "ok", 1, 11, r#"["w","y",1],["r","x",null]"#)];
     satisfies(fixed, RW, C::StrictSerializable);
@@ -548,9 +550,9 @@ fn g1c_realtime_rw_register_read_from_the_future() {
         (1, "ok", 0, 10, r#"["r","x",1]"#),
     ];
     let out = violates(bad, RW, &["G1c-realtime"], REAL_TIME);
-    assert!(
-        reasons(find(&out, "G1c-realtime"))
-            .contains(&"T1 completed (at 10) before T0 was invoked (at 20) ⇒ T1 realtime→ T0")
+    assert_reason(
+        find(&out, "G1c-realtime"),
+        "T1 completed (at 10) before T0 was invoked (at 20) ⇒ T1 realtime→ T0",
     );
 
     let fixed: &[Txn] = &[bad[0], (1, "ok", 0, 25, r#"["r","x",1]"#)];
@@ -567,22 +569,17 @@ fn g_single_list_append_saw_half_of_a_transaction() {
         (1, "ok", 1, 11, r#"["r","x",[1]],["r","y",[]]"#),
     ];
     let out = violates(bad, LA, &["G-single"], SNAPSHOT_UP);
-    let a = find(&out, "G-single");
-    assert_summary(
-        a,
+    assert_cycle(
+        &out,
+        "G-single",
         &[
             "G-single: read skew between T0 and T1",
             "G-single: read skew between T1 and T0",
         ],
-    );
-    let mut r = reasons(a);
-    r.sort();
-    assert_eq!(
-        r,
-        [
+        &[
             "T1 read key x ending in 1, T0's append ⇒ T0 wr→ T1",
             "T1 read key y without T0's acknowledged append of 1, which no read saw ⇒ T1 rw→ T0",
-        ]
+        ],
     );
 
     let fixed: &[Txn] = &[bad[0], (1, "ok", 1, 11, r#"["r","x",[1]],["r","y",[1]]"#)];
@@ -596,11 +593,9 @@ fn g_single_rw_register_saw_half_of_a_transaction() {
         (1, "ok", 1, 11, r#"["r","x",1],["r","y",null]"#),
     ];
     let out = violates(bad, RW, &["G-single"], SNAPSHOT_UP);
-    assert!(
-        reasons(find(&out, "G-single"))
-            .contains(&"T1 read key y before any write (nil), and T0 wrote 1 ⇒ T1 rw→ T0"),
-        "{:?}",
-        reasons(find(&out, "G-single"))
+    assert_reason(
+        find(&out, "G-single"),
+        "T1 read key y before any write (nil), and T0 wrote 1 ⇒ T1 rw→ T0",
     );
 
     let fixed: &[Txn] = &[bad[0], (1, "ok", 1, 11, r#"["r","x",1],["r","y",1]"#)];
@@ -617,22 +612,17 @@ const G_SINGLE_REALTIME_LA: &[Txn] = &[
 #[test]
 fn g_single_realtime_list_append_stale_read() {
     let out = violates(G_SINGLE_REALTIME_LA, LA, &["G-single-realtime"], REAL_TIME);
-    let a = find(&out, "G-single-realtime");
-    assert_summary(
-        a,
+    assert_cycle(
+        &out,
+        "G-single-realtime",
         &[
             "G-single-realtime: read skew between T0 and T1",
             "G-single-realtime: read skew between T1 and T0",
         ],
-    );
-    let mut r = reasons(a);
-    r.sort();
-    assert_eq!(
-        r,
-        [
+        &[
             "T0 completed (at 10) before T1 was invoked (at 20) ⇒ T0 realtime→ T1",
             "T1 read key x without T0's append of 1, which T2 saw ⇒ T1 rw→ T0",
-        ]
+        ],
     );
 
     let mut fixed = G_SINGLE_REALTIME_LA.to_vec();
@@ -664,22 +654,17 @@ const G_SINGLE_PROCESS_LA: &[Txn] = &[
 #[test]
 fn g_single_process_list_append_client_misses_its_own_write() {
     let out = violates(G_SINGLE_PROCESS_LA, LA, &["G-single-process"], SESSION);
-    let a = find(&out, "G-single-process");
-    assert_summary(
-        a,
+    assert_cycle(
+        &out,
+        "G-single-process",
         &[
             "G-single-process: read skew between T0 and T1",
             "G-single-process: read skew between T1 and T0",
         ],
-    );
-    let mut r = reasons(a);
-    r.sort();
-    assert_eq!(
-        r,
-        [
+        &[
             "T0 and then T1 ran on process 0 ⇒ T0 process→ T1",
             "T1 read key x without T0's acknowledged append of 1, which no read saw ⇒ T1 rw→ T0",
-        ]
+        ],
     );
 
     let mut fixed = G_SINGLE_PROCESS_LA.to_vec();
@@ -699,9 +684,9 @@ fn g_single_process_rw_register_client_misses_its_own_write() {
         (0, "ok", 10, 20, r#"["r","x",null]"#),
     ];
     let out = violates(bad, RW, &["G-single-process"], SESSION);
-    assert!(
-        reasons(find(&out, "G-single-process"))
-            .contains(&"T0 and then T1 ran on process 0 ⇒ T0 process→ T1")
+    assert_reason(
+        find(&out, "G-single-process"),
+        "T0 and then T1 ran on process 0 ⇒ T0 process→ T1",
     );
 
     let fixed: &[Txn] = &[bad[0], (0, "ok", 10, 20, r#"["r","x",1]"#)];
@@ -786,24 +771,19 @@ const WRITE_SKEW_LA: &[Txn] = &[
 #[test]
 fn g2_item_list_append_write_skew() {
     let out = violates(WRITE_SKEW_LA, LA, &["G2-item"], NO_WRITE_SKEW);
-    let a = find(&out, "G2-item");
-    assert_summary(
-        a,
+    let a = assert_cycle(
+        &out,
+        "G2-item",
         &[
             "G2-item: write skew between T0 and T1",
             "G2-item: write skew between T1 and T0",
         ],
-    );
-    assert_eq!(edge_kinds(a), [EdgeKind::ReadWrite, EdgeKind::ReadWrite]);
-    let mut r = reasons(a);
-    r.sort();
-    assert_eq!(
-        r,
-        [
+        &[
             "T0 read key y without T1's acknowledged append of 1, which no read saw ⇒ T0 rw→ T1",
             "T1 read key x without T0's acknowledged append of 1, which no read saw ⇒ T1 rw→ T0",
-        ]
+        ],
     );
+    assert_eq!(edge_kinds(a), [EdgeKind::ReadWrite, EdgeKind::ReadWrite]);
     assert!(
         a.explanation
             .contains("T0 (process 0, ok, line 1): [r x []] [r y []] [append x 1]")
@@ -873,9 +853,7 @@ fn g2_item_realtime_list_append() {
             "G2-item-realtime: anti-dependency cycle among T2, T0 and T1",
         ],
     );
-    let mut kinds: Vec<&str> = edge_kinds(a).iter().map(|k| k.name()).collect();
-    kinds.sort();
-    assert_eq!(kinds, ["realtime", "rw", "rw"]);
+    assert_edge_names(a, &["realtime", "rw", "rw"]);
 
     let mut fixed = G2_ITEM_REALTIME_LA.to_vec();
     fixed[0].4 = r#"["r","x",[1]]"#;
@@ -913,11 +891,9 @@ fn g2_item_process_list_append() {
         &["G2-item-process"],
         &[C::StrongSessionSerializable, C::StrictSerializable],
     );
-    let a = find(&out, "G2-item-process");
-    assert!(
-        reasons(a).contains(&"T2 and then T0 ran on process 0 ⇒ T2 process→ T0"),
-        "{:?}",
-        reasons(a)
+    assert_reason(
+        find(&out, "G2-item-process"),
+        "T2 and then T0 ran on process 0 ⇒ T2 process→ T0",
     );
 
     let mut fixed = G2_ITEM_PROCESS_LA.to_vec();
@@ -955,12 +931,7 @@ fn g1c_process_list_append_a_client_reads_its_next_write() {
         (0, "ok", 10, 20, r#"["append","x",1]"#),
     ];
     let out = violates(bad, LA, &["G1c-process"], SESSION);
-    let mut kinds: Vec<&str> = edge_kinds(find(&out, "G1c-process"))
-        .iter()
-        .map(|k| k.name())
-        .collect();
-    kinds.sort();
-    assert_eq!(kinds, ["process", "wr"]);
+    assert_edge_names(find(&out, "G1c-process"), &["process", "wr"]);
 
     let fixed: &[Txn] = &[(0, "ok", 0, 10, r#"["r","x",[]]"#), bad[1]];
     satisfies(fixed, LA, C::StrictSerializable);
@@ -995,12 +966,10 @@ fn g_nonadjacent_realtime_list_append() {
         &["G-nonadjacent-realtime"],
         REAL_TIME,
     );
-    let mut kinds: Vec<&str> = edge_kinds(find(&out, "G-nonadjacent-realtime"))
-        .iter()
-        .map(|k| k.name())
-        .collect();
-    kinds.sort();
-    assert_eq!(kinds, ["realtime", "rw", "rw", "wr"]);
+    assert_edge_names(
+        find(&out, "G-nonadjacent-realtime"),
+        &["realtime", "rw", "rw", "wr"],
+    );
 
     // T3 still running when T0 began: T0 may come first.
     let mut fixed = G_NONADJACENT_REALTIME_LA.to_vec();
@@ -1171,13 +1140,12 @@ fn lost_append_list_append() {
 
 #[test]
 fn duplicate_appended_values_are_an_error_naming_both_lines() {
-    let h = read(&[
+    let txns: &[Txn] = &[
         (0, "ok", 0, 10, r#"["append","x",1]"#),
         (1, "ok", 1, 11, r#"["r","x",[1]]"#),
         (2, "ok", 2, 12, r#"["append","x",1]"#),
-    ]);
-    let err = check(&h, &TxnOptions::new(LA, C::StrictSerializable)).unwrap_err();
-    assert_eq!((err.line, err.txn), (3, 2), "{err}");
+    ];
+    let err = assert_rejected(txns, LA, 3, 2);
     assert!(err.message.contains("T0 (line 1)"), "{err}");
     assert!(err.message.contains("unique"), "{err}");
     assert!(err.to_string().starts_with("line 3 (T2): "), "{err}");
@@ -1192,33 +1160,30 @@ fn duplicate_appended_values_are_an_error_naming_both_lines() {
 
 #[test]
 fn duplicate_written_values_are_an_error_in_rw_register() {
-    let h = read(&[
+    let txns: &[Txn] = &[
         (0, "ok", 0, 10, r#"["w","x",1]"#),
         (1, "ok", 1, 11, r#"["w","x",1]"#),
-    ]);
-    let err = check(&h, &TxnOptions::new(RW, C::StrictSerializable)).unwrap_err();
-    assert_eq!((err.line, err.txn), (2, 1), "{err}");
+    ];
+    let err = assert_rejected(txns, RW, 2, 1);
     assert!(err.message.contains("T0 (line 1)"), "{err}");
 }
 
 #[test]
 fn an_append_in_an_rw_register_check_is_an_error_naming_its_line() {
-    let h = read(&[
+    let txns: &[Txn] = &[
         (0, "ok", 0, 10, r#"["w","x",1]"#),
         (1, "ok", 1, 11, r#"["r","x",1],["append","y",2]"#),
-    ]);
-    let err = check(&h, &TxnOptions::new(RW, C::StrictSerializable)).unwrap_err();
-    assert_eq!((err.line, err.txn), (2, 1), "{err}");
+    ];
+    let err = assert_rejected(txns, RW, 2, 1);
     assert!(err.message.contains("append"), "{err}");
     assert!(err.to_string().starts_with("line 2 (T1): "), "{err}");
 
     // And the converse: a write in a list-append check.
-    let h = read(&[
+    let txns: &[Txn] = &[
         (0, "ok", 0, 10, r#"["append","x",1]"#),
         (1, "ok", 1, 11, r#"["w","y",2]"#),
-    ]);
-    let err = check(&h, &TxnOptions::new(LA, C::StrictSerializable)).unwrap_err();
-    assert_eq!((err.line, err.txn), (2, 1), "{err}");
+    ];
+    assert_rejected(txns, LA, 2, 1);
 }
 
 #[test]
@@ -1281,15 +1246,7 @@ fn a_non_repeatable_read_is_allowed_by_read_committed() {
         (1, "ok", 1, 11, r#"["r","x",null],["r","x",1]"#),
     ];
     let h = read(fuzzy);
-    for m in [C::ReadUncommitted, C::ReadCommitted] {
-        let out = run(&h, RW, m);
-        assert_eq!(
-            out.verdict,
-            TxnVerdict::Satisfied,
-            "{m}: {:?}",
-            summaries(&out)
-        );
-    }
+    assert_satisfied_for(&h, RW, &[C::ReadUncommitted, C::ReadCommitted]);
     let out = run(&h, RW, C::StrictSerializable);
     for m in SNAPSHOT_UP {
         assert!(out.ruled_out.contains(m), "{m}: {:?}", summaries(&out));
@@ -1300,13 +1257,5 @@ fn a_non_repeatable_read_is_allowed_by_read_committed() {
         (1, "ok", 1, 11, r#"["r","x",[]],["r","x",[1]]"#),
     ];
     let h = read(fuzzy);
-    for m in [C::ReadUncommitted, C::ReadCommitted] {
-        let out = run(&h, LA, m);
-        assert_eq!(
-            out.verdict,
-            TxnVerdict::Satisfied,
-            "{m}: {:?}",
-            summaries(&out)
-        );
-    }
+    assert_satisfied_for(&h, LA, &[C::ReadUncommitted, C::ReadCommitted]);
 }

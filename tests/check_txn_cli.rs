@@ -87,6 +87,25 @@ fn report(out: &Output) -> Value {
     all.remove(0)
 }
 
+/// Runs the check of one file, asserts its exit status, and parses its `--json` report
+/// (`args` must ask for it).
+fn expect_report(code_wanted: i32, args: &[&str], file: &Path) -> Value {
+    report(&expect(code_wanted, args, &[file]))
+}
+
+/// The verdict of each file's `--json` report, in order.
+fn verdicts(out: &Output) -> Vec<Value> {
+    reports(out).iter().map(|r| r["verdict"].clone()).collect()
+}
+
+/// Runs the check, asserts that it exits 3 (unreadable) and that its standard error
+/// contains `message`.
+fn expect_unreadable(args: &[&str], files: &[&Path], message: &str) -> Output {
+    let out = expect(3, args, files);
+    assert!(stderr(&out).contains(message), "{}", show(&out));
+    out
+}
+
 fn strings(v: &Value) -> Vec<&str> {
     v.as_array()
         .unwrap_or_else(|| panic!("not an array: {v}"))
@@ -175,7 +194,7 @@ fn a_valid_list_append_history_exits_0_under_default_strict_serializability() {
     );
     assert!(!text.contains("anomalies:"), "{text}");
 
-    let r = report(&expect(0, &["--json"], &[&path]));
+    let r = expect_report(0, &["--json"], &path);
     assert_eq!(r["valid"], true);
     assert_eq!(r["verdict"], "satisfied");
     assert_eq!(r["consistency"], "strict-serializable");
@@ -227,7 +246,7 @@ fn write_skew_exits_1_and_0_under_snapshot_isolation() {
 fn json_report_of_write_skew() {
     let dir = Dir::new("json");
     let path = dir.file("skew.jsonl", &write_skew());
-    let r = report(&expect(1, &["--json"], &[&path]));
+    let r = expect_report(1, &["--json"], &path);
     assert_eq!(r["valid"], false, "{r}");
     assert_eq!(r["verdict"], "violated");
     assert_eq!(strings(&r["anomaly_types"]), ["G2-item"], "{r}");
@@ -284,22 +303,19 @@ fn json_report_of_write_skew() {
         );
     }
     let explanation = a["explanation"].as_str().unwrap();
-    assert!(
-        explanation.contains("T0 (process 0, ok, line 1)"),
-        "{explanation}"
-    );
-    assert!(
-        explanation.contains("T1 (process 1, ok, line 2)"),
-        "{explanation}"
-    );
-    assert!(explanation.contains("must precede itself"), "{explanation}");
+    for part in [
+        "T0 (process 0, ok, line 1)",
+        "T1 (process 1, ok, line 2)",
+        "must precede itself",
+    ] {
+        assert!(
+            explanation.contains(part),
+            "{part:?} missing: {explanation}"
+        );
+    }
 
     // Checked for snapshot isolation it is valid, and still says what it is not.
-    let r = report(&expect(
-        0,
-        &["--json", "--consistency", "snapshot-isolation"],
-        &[&path],
-    ));
+    let r = expect_report(0, &["--json", "--consistency", "snapshot-isolation"], &path);
     assert_eq!(r["valid"], true, "{r}");
     assert_eq!(r["consistency"], "snapshot-isolation");
     assert_eq!(strings(&r["anomaly_types"]), ["G2-item"], "{r}");
@@ -317,7 +333,7 @@ fn jepsen_edn_histories_are_detected() {
          {:type :invoke, :f :txn, :value [[:r 1 nil] [:append 1 3]], :process 1, :time 30}\n\
          {:type :ok, :f :txn, :value [[:r 1 [2]] [:append 1 3]], :process 1, :time 40}\n",
     );
-    let r = report(&expect(0, &["--json"], &[&valid]));
+    let r = expect_report(0, &["--json"], &valid);
     assert_eq!(r["model"], "list-append", "{r}");
     assert_eq!(r["transactions"], 2, "{r}");
     assert_eq!(r["valid"], true, "{r}");
@@ -333,7 +349,7 @@ fn jepsen_edn_histories_are_detected() {
          {:type :ok, :f :txn, :value [[:r :x []]], :process 1, :time 40}\n\
          {:type :ok, :f :txn, :value [[:r :x [1]]], :process 2, :time 50}\n",
     );
-    let r = report(&expect(1, &["--json"], &[&stale]));
+    let r = expect_report(1, &["--json"], &stale);
     assert_eq!(strings(&r["anomaly_types"]), ["G-single-realtime"], "{r}");
     assert_eq!(
         strings(&r["not"]),
@@ -354,7 +370,7 @@ fn rw_register_histories_with_and_without_model_flag() {
         ]
         .concat(),
     );
-    let r = report(&expect(1, &["--json", "--model", "rw-register"], &[&skew]));
+    let r = expect_report(1, &["--json", "--model", "rw-register"], &skew);
     assert_eq!(r["model"], "rw-register", "{r}");
     assert_eq!(strings(&r["anomaly_types"]), ["G2-item"], "{r}");
     expect(
@@ -368,34 +384,32 @@ fn rw_register_histories_with_and_without_model_flag() {
         &[&skew],
     );
     // Writes imply the model.
-    let r = report(&expect(1, &["--json"], &[&skew]));
+    let r = expect_report(1, &["--json"], &skew);
     assert_eq!(r["model"], "rw-register", "{r}");
 
     // Reads of integers only: nothing implies a model, so the default, list-append, cannot
     // read it; --model rw-register can, and finds a read of a value nobody wrote.
     let reads = dir.file("reads.jsonl", &txn(0, 0, 10, r#"["r","x",5]"#));
-    let out = expect(3, &[], &[&reads]);
-    assert!(
-        stderr(&out).contains(&format!(
+    expect_unreadable(
+        &[],
+        &[&reads],
+        &format!(
             "{}:1: T0 does not fit the list-append model",
             reads.display()
-        )),
-        "{}",
-        show(&out)
+        ),
     );
-    let r = report(&expect(1, &["--json", "--model", "rw-register"], &[&reads]));
+    let r = expect_report(1, &["--json", "--model", "rw-register"], &reads);
     assert_eq!(strings(&r["anomaly_types"]), ["garbage-read"], "{r}");
 
     // A list-append history checked as rw-register: the append is named with its line.
     let appends = dir.file("appends.jsonl", &valid_list_append());
-    let out = expect(3, &["--model", "rw-register"], &[&appends]);
-    assert!(
-        stderr(&out).contains(&format!(
+    let out = expect_unreadable(
+        &["--model", "rw-register"],
+        &[&appends],
+        &format!(
             "{}:1: T0 does not fit the rw-register model",
             appends.display()
-        )),
-        "{}",
-        show(&out)
+        ),
     );
     assert!(stderr(&out).contains("append"), "{}", show(&out));
 }
@@ -405,7 +419,7 @@ fn a_header_names_the_model_without_model_flag() {
     let dir = Dir::new("header");
     let header = "{\"version\":1,\"model\":\"list-append\"}\n";
     let valid = dir.file("valid.jsonl", &format!("{header}{}", valid_list_append()));
-    let r = report(&expect(0, &["--json"], &[&valid]));
+    let r = expect_report(0, &["--json"], &valid);
     assert_eq!(r["model"], "list-append", "{r}");
     assert_eq!(r["transactions"], 3, "{r}");
     assert!(r["anomalies"].as_array().unwrap().is_empty(), "{r}");
@@ -416,14 +430,13 @@ fn a_header_names_the_model_without_model_flag() {
         "registers.jsonl",
         &format!("{header}{}", txn(0, 0, 10, r#"["w","x",1]"#)),
     );
-    let out = expect(3, &[], &[&registers]);
-    assert!(
-        stderr(&out).contains(&format!(
+    expect_unreadable(
+        &[],
+        &[&registers],
+        &format!(
             "{}:2: T0 does not fit the list-append model",
             registers.display()
-        )),
-        "{}",
-        show(&out)
+        ),
     );
 
     // And a header naming rw-register makes integer reads readable.
@@ -434,7 +447,7 @@ fn a_header_names_the_model_without_model_flag() {
             txn(0, 0, 10, r#"["r","x",5]"#)
         ),
     );
-    let r = report(&expect(1, &["--json"], &[&reads]));
+    let r = expect_report(1, &["--json"], &reads);
     assert_eq!(r["model"], "rw-register", "{r}");
     // The line numbers count the header.
     assert_eq!(r["anomalies"][0]["txns"][0]["line"], 2, "{r}");
@@ -451,17 +464,11 @@ fn unreadable_input_exits_3_naming_file_and_line() {
         ]
         .concat(),
     );
-    let out = expect(3, &[], &[&bad]);
-    let err = stderr(&out);
-    assert!(
-        err.contains(&format!("error: {}:2: ", bad.display())),
-        "{}",
-        show(&out)
-    );
-    assert!(err.contains("integer"), "{}", show(&out));
+    let out = expect_unreadable(&[], &[&bad], &format!("error: {}:2: ", bad.display()));
+    assert!(stderr(&out).contains("integer"), "{}", show(&out));
     assert!(stdout(&out).is_empty(), "{}", show(&out));
 
-    let r = report(&expect(3, &["--json"], &[&bad]));
+    let r = expect_report(3, &["--json"], &bad);
     assert_eq!(r["verdict"], "error", "{r}");
     assert!(
         r["error"]
@@ -479,27 +486,20 @@ fn unreadable_input_exits_3_naming_file_and_line() {
             txn(0, 0, 10, r#"["append","x",1]"#)
         ),
     );
-    let out = expect(3, &[], &[&late_header]);
-    assert!(
-        stderr(&out).contains(&format!("{}:2: ", late_header.display())),
-        "{}",
-        show(&out)
+    expect_unreadable(
+        &[],
+        &[&late_header],
+        &format!("{}:2: ", late_header.display()),
     );
     let orphan = dir.file(
         "orphan.edn",
         "{:type :invoke, :f :txn, :value [[:append 1 2]], :process 0, :time 10}\n\
          {:type :ok, :f :txn, :value [[:append 1 3]], :process 1, :time 20}\n",
     );
-    let out = expect(3, &[], &[&orphan]);
-    assert!(
-        stderr(&out).contains(&format!("{}:2: ", orphan.display())),
-        "{}",
-        show(&out)
-    );
+    expect_unreadable(&[], &[&orphan], &format!("{}:2: ", orphan.display()));
 
     let missing = dir.0.join("missing.jsonl");
-    let out = expect(3, &[], &[&missing]);
-    assert!(stderr(&out).contains("cannot read"), "{}", show(&out));
+    expect_unreadable(&[], &[&missing], "cannot read");
 }
 
 #[test]
@@ -540,13 +540,11 @@ fn several_files_exit_with_the_worst_status() {
 
     expect(0, &[], &[&valid, &valid]);
     let out = expect(1, &["--json"], &[&valid, &skew]);
-    let verdicts: Vec<Value> = reports(&out).iter().map(|r| r["verdict"].clone()).collect();
-    assert_eq!(verdicts, ["satisfied", "violated"]);
+    assert_eq!(verdicts(&out), ["satisfied", "violated"], "{}", show(&out));
     expect(1, &[], &[&skew, &valid]);
     let out = expect(3, &["--json"], &[&valid, &bad, &skew]);
-    let verdicts: Vec<Value> = reports(&out).iter().map(|r| r["verdict"].clone()).collect();
     assert_eq!(
-        verdicts,
+        verdicts(&out),
         ["satisfied", "error", "violated"],
         "{}",
         show(&out)
@@ -562,8 +560,7 @@ fn several_files_exit_with_the_worst_status() {
     ];
     let skewed = dir.file("read-skew.jsonl", &read_skew());
     let out = expect(2, &si, &[&valid, &huge]);
-    let verdicts: Vec<Value> = reports(&out).iter().map(|r| r["verdict"].clone()).collect();
-    assert_eq!(verdicts, ["satisfied", "unknown"], "{}", show(&out));
+    assert_eq!(verdicts(&out), ["satisfied", "unknown"], "{}", show(&out));
     expect(1, &si, &[&huge, &skewed, &valid]);
     expect(3, &si, &[&huge, &skewed, &bad]);
 }
@@ -609,7 +606,7 @@ fn exit_2_when_the_time_budget_runs_out() {
     // Unknown only for want of time: without a budget the search ends, and snapshot
     // isolation holds while serializability does not.
     let started = Instant::now();
-    let r = report(&expect(
+    let r = expect_report(
         0,
         &[
             "--consistency",
@@ -618,8 +615,8 @@ fn exit_2_when_the_time_budget_runs_out() {
             "0",
             "--json",
         ],
-        &[&huge],
-    ));
+        &huge,
+    );
     eprintln!("no budget, snapshot-isolation: {:?}", started.elapsed());
     assert_eq!(r["valid"], true, "{r}");
     assert_eq!(strings(&r["anomaly_types"]), ["G2-item"], "{r}");
@@ -652,28 +649,26 @@ fn errors_deep_in_a_large_file_name_their_line() {
     let mut text = body.clone();
     text[55_000] = "{\"process\":0,\"type\":\"ok\",\"f\":\"txn\",\"value\":[[\"append\"]],\"invoke\":1,\"complete\":2}\n".to_string();
     let garbled = dir.file("garbled.jsonl", &text.concat());
-    let out = expect(3, &[], &[&garbled]);
-    assert!(
-        stderr(&out).contains(&format!("error: {}:55001: ", garbled.display())),
-        "{}",
-        show(&out)
+    expect_unreadable(
+        &[],
+        &[&garbled],
+        &format!("error: {}:55001: ", garbled.display()),
     );
 
     // A value appended twice to one key: the check names both lines.
     let mut text = body;
     text[55_001] = txn(3, 110_003, 110_004, r#"["append","k2",2]"#);
     let twice = dir.file("twice.jsonl", &text.concat());
-    let out = expect(3, &[], &[&twice]);
-    assert!(
-        stderr(&out).contains(&format!(
+    expect_unreadable(
+        &[],
+        &[&twice],
+        &format!(
             "{}:55002: T55001 does not fit the list-append model: appends 2 to key k2, which T2 (line 3) appended too",
             twice.display()
-        )),
-        "{}",
-        show(&out)
+        ),
     );
 
     let valid = dir.file("valid.jsonl", &text[..55_000].concat());
-    let r = report(&expect(0, &["--json"], &[&valid]));
+    let r = expect_report(0, &["--json"], &valid);
     assert_eq!(r["transactions"], 55_000, "{r}");
 }

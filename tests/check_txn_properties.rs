@@ -8,6 +8,8 @@
 //!   exhaustive search over serial orders: a violation is always real (both models), and
 //!   for list-append every real violation is found.
 
+#[path = "common/txn_assert.rs"]
+mod txn_assert;
 #[path = "common/txn_sim.rs"]
 mod txn_sim;
 
@@ -17,8 +19,12 @@ use schism::check::txn::{
     AnomalyKind, Consistency, CycleClass, TxnHistory, TxnModel, TxnOptions, TxnOutcome, TxnVerdict,
     Variant, check,
 };
+use txn_assert::{
+    EVERY, NO_WRITE_SKEW, READ_COMMITTED_UP, REAL_TIME, SNAPSHOT_UP, expected_verdict, summaries,
+};
 use txn_sim::{
-    Decision, Plant, Sim, minimise, oracle, oracle_literal, plant, render, rng, simulate, small,
+    Decision, Plant, Sim, minimise, oracle, oracle_literal, plant, read, render, rng, simulate,
+    small, write,
 };
 
 fn run(h: &TxnHistory, model: TxnModel, consistency: Consistency) -> TxnOutcome {
@@ -31,21 +37,23 @@ fn run(h: &TxnHistory, model: TxnModel, consistency: Consistency) -> TxnOutcome 
     }
 }
 
-fn violated(h: &TxnHistory, model: TxnModel, consistency: Consistency) -> bool {
+/// [`run`], asserting that the verdict is known: with no time limit it always is.
+fn run_to_the_end(h: &TxnHistory, model: TxnModel, consistency: Consistency) -> TxnOutcome {
     let out = run(h, model, consistency);
     assert_ne!(
         out.verdict,
         TxnVerdict::Unknown,
         "no time limit, yet unknown"
     );
-    out.verdict == TxnVerdict::Violated
+    out
 }
 
-fn summaries(out: &TxnOutcome) -> Vec<String> {
-    out.anomalies.iter().map(|a| a.summary()).collect()
+fn violated(h: &TxnHistory, model: TxnModel, consistency: Consistency) -> bool {
+    run_to_the_end(h, model, consistency).verdict == TxnVerdict::Violated
 }
 
-const MODELS: [TxnModel; 2] = [TxnModel::ListAppend, TxnModel::RwRegister];
+const LA: TxnModel = TxnModel::ListAppend;
+const MODELS: [TxnModel; 2] = [LA, TxnModel::RwRegister];
 
 // ---------------------------------------------------------------------------------------
 // Valid histories.
@@ -141,40 +149,12 @@ fn assert_planted(what: Plant, models: &[TxnModel], kind: AnomalyKind, broken: &
                     context()
                 );
                 let verdict = run(&h, model, m).verdict;
-                let expected = if broken.contains(&m) {
-                    TxnVerdict::Violated
-                } else {
-                    TxnVerdict::Satisfied
-                };
+                let expected = expected_verdict(broken, m);
                 assert_eq!(verdict, expected, "verdict for {m}: {}", context());
             }
         }
     }
 }
-
-/// Every model but read uncommitted.
-const FROM_READ_COMMITTED: [Consistency; 8] = [
-    C::ReadCommitted,
-    C::RepeatableRead,
-    C::SnapshotIsolation,
-    C::StrongSessionSnapshotIsolation,
-    C::StrongSnapshotIsolation,
-    C::Serializable,
-    C::StrongSessionSerializable,
-    C::StrictSerializable,
-];
-
-/// What G-single (read skew, lost update) breaks: repeatable read, snapshot isolation and
-/// everything stronger.
-const NO_READ_SKEW: [Consistency; 7] = [
-    C::RepeatableRead,
-    C::SnapshotIsolation,
-    C::StrongSessionSnapshotIsolation,
-    C::StrongSnapshotIsolation,
-    C::Serializable,
-    C::StrongSessionSerializable,
-    C::StrictSerializable,
-];
 
 #[test]
 fn read_of_a_failed_write_is_g1a_and_breaks_read_committed() {
@@ -182,7 +162,7 @@ fn read_of_a_failed_write_is_g1a_and_breaks_read_committed() {
         Plant::AbortedRead,
         &MODELS,
         AnomalyKind::AbortedRead,
-        &FROM_READ_COMMITTED,
+        READ_COMMITTED_UP,
     );
 }
 
@@ -192,7 +172,7 @@ fn writes_in_opposite_orders_are_g0_and_break_every_model() {
         Plant::WriteCycle,
         &MODELS,
         AnomalyKind::Cycle(CycleClass::G0, Variant::Plain),
-        &Consistency::ALL,
+        EVERY,
     );
 }
 
@@ -202,7 +182,7 @@ fn mutual_reads_are_g1c_and_break_read_committed() {
         Plant::CircularFlow,
         &MODELS,
         AnomalyKind::Cycle(CycleClass::G1c, Variant::Plain),
-        &FROM_READ_COMMITTED,
+        READ_COMMITTED_UP,
     );
 }
 
@@ -210,9 +190,9 @@ fn mutual_reads_are_g1c_and_break_read_committed() {
 fn lost_update_is_g_single_and_breaks_snapshot_isolation() {
     assert_planted(
         Plant::LostUpdate,
-        &[TxnModel::ListAppend],
+        &[LA],
         AnomalyKind::Cycle(CycleClass::GSingle, Variant::Plain),
-        &NO_READ_SKEW,
+        SNAPSHOT_UP,
     );
 }
 
@@ -222,7 +202,7 @@ fn read_skew_is_g_single_and_breaks_snapshot_isolation() {
         Plant::ReadSkew,
         &MODELS,
         AnomalyKind::Cycle(CycleClass::GSingle, Variant::Plain),
-        &NO_READ_SKEW,
+        SNAPSHOT_UP,
     );
 }
 
@@ -232,12 +212,7 @@ fn write_skew_is_g2_item_and_allowed_by_snapshot_isolation() {
         Plant::WriteSkew,
         &MODELS,
         AnomalyKind::Cycle(CycleClass::G2Item, Variant::Plain),
-        &[
-            C::RepeatableRead,
-            C::Serializable,
-            C::StrongSessionSerializable,
-            C::StrictSerializable,
-        ],
+        NO_WRITE_SKEW,
     );
 }
 
@@ -247,7 +222,7 @@ fn stale_read_is_g_single_realtime_and_breaks_only_real_time_models() {
         Plant::StaleRead,
         &MODELS,
         AnomalyKind::Cycle(CycleClass::GSingle, Variant::Realtime),
-        &[C::StrongSnapshotIsolation, C::StrictSerializable],
+        REAL_TIME,
     );
 }
 
@@ -324,12 +299,7 @@ fn compare(model: TxnModel, seed: u64, count: usize, complete: bool) -> (Tally, 
             tally.real_time_only += 1;
         }
         for consistency in [C::Serializable, C::StrictSerializable] {
-            let out = run(&h, model, consistency);
-            assert_ne!(
-                out.verdict,
-                TxnVerdict::Unknown,
-                "no time limit, yet unknown"
-            );
+            let out = run_to_the_end(&h, model, consistency);
             if consistency == C::StrictSerializable {
                 for (kind, _) in &out.counts {
                     *tally.kinds.entry(kind.name()).or_default() += 1;
@@ -407,21 +377,30 @@ fn assert_mixed(model: TxnModel, tally: &Tally) {
 
 const SMALL: usize = 20_000;
 
+/// [`compare`]s `SMALL` histories, prints the report (with what `note` says of the tally)
+/// and asserts that the histories were mixed; returns the disagreements and the report.
+fn compare_mixed(
+    model: TxnModel,
+    seed: u64,
+    complete: bool,
+    note: fn(&Tally) -> String,
+) -> (Vec<Disagreement>, String) {
+    let (tally, found) = compare(model, seed, SMALL, complete);
+    let text = report(model, &tally, &found, &note(&tally));
+    eprintln!("{text}");
+    assert_mixed(model, &tally);
+    (found, text)
+}
+
 #[test]
 fn list_append_violations_are_confirmed_by_the_exhaustive_oracle() {
-    let (tally, found) = compare(TxnModel::ListAppend, 7, SMALL, false);
-    let text = report(TxnModel::ListAppend, &tally, &found, "");
-    eprintln!("{text}");
-    assert_mixed(TxnModel::ListAppend, &tally);
+    let (found, text) = compare_mixed(LA, 7, false, |_| String::new());
     assert!(found.is_empty(), "{text}");
 }
 
 #[test]
 fn list_append_finds_every_violation_the_exhaustive_oracle_finds() {
-    let (tally, found) = compare(TxnModel::ListAppend, 7, SMALL, true);
-    let text = report(TxnModel::ListAppend, &tally, &found, "");
-    eprintln!("{text}");
-    assert_mixed(TxnModel::ListAppend, &tally);
+    let (found, text) = compare_mixed(LA, 7, true, |_| String::new());
     let incomplete: Vec<&Disagreement> = found
         .iter()
         .filter(|f| f.what.starts_with("incomplete"))
@@ -431,14 +410,15 @@ fn list_append_finds_every_violation_the_exhaustive_oracle_finds() {
 
 #[test]
 fn rw_register_violations_are_confirmed_by_the_exhaustive_oracle() {
-    let (tally, found) = compare(TxnModel::RwRegister, 8, SMALL, false);
-    let note = format!(
-        "\nrw-register missed {} of {} non-serializable and {} of {} non-strict-serializable histories (incomplete by design)",
-        tally.missed_serializable, tally.not_serializable, tally.missed_strict, tally.not_strict
-    );
-    let text = report(TxnModel::RwRegister, &tally, &found, &note);
-    eprintln!("{text}");
-    assert_mixed(TxnModel::RwRegister, &tally);
+    let (found, text) = compare_mixed(TxnModel::RwRegister, 8, false, |tally| {
+        format!(
+            "\nrw-register missed {} of {} non-serializable and {} of {} non-strict-serializable histories (incomplete by design)",
+            tally.missed_serializable,
+            tally.not_serializable,
+            tally.missed_strict,
+            tally.not_strict
+        )
+    });
     assert!(found.is_empty(), "{text}");
 }
 
@@ -456,12 +436,25 @@ fn exhaustive_oracle_agrees_with_brute_force_enumeration() {
     assert!(invalid > 40, "only {invalid} invalid histories");
 }
 
+/// The oracle decides that the list-append history `h` is `serializable` or not, and
+/// `strict`-serializable or not.
+fn assert_oracle(h: &TxnHistory, serializable: bool, strict: bool) {
+    assert_eq!(
+        oracle(h, LA),
+        Decision {
+            serializable,
+            strict
+        },
+        "{}",
+        render(h)
+    );
+}
+
 #[test]
 fn oracle_judges_hand_written_histories() {
     // Write skew: serializable? No. A stale read: serializable, not strict.
     let mut h = TxnHistory::new();
     let (x, y) = (h.key("x"), h.key("y"));
-    let m = TxnModel::ListAppend;
     let t = |p, i, c, ops| schism::check::txn::Transaction {
         process: p,
         outcome: Outcome::Ok,
@@ -470,67 +463,36 @@ fn oracle_judges_hand_written_histories() {
         ops,
         line: 0,
     };
-    use txn_sim::{read, write};
     h.txns = vec![
         t(
             0,
             0,
             10,
-            vec![read(m, x, &[]), read(m, y, &[]), write(m, x, 1)],
+            vec![read(LA, x, &[]), read(LA, y, &[]), write(LA, x, 1)],
         ),
         t(
             1,
             1,
             11,
-            vec![read(m, x, &[]), read(m, y, &[]), write(m, y, 2)],
+            vec![read(LA, x, &[]), read(LA, y, &[]), write(LA, y, 2)],
         ),
     ];
-    assert_eq!(
-        oracle(&h, m),
-        Decision {
-            serializable: false,
-            strict: false
-        }
-    );
+    assert_oracle(&h, false, false);
     h.txns = vec![
-        t(0, 0, 10, vec![write(m, x, 1)]),
-        t(1, 11, 20, vec![read(m, x, &[])]),
+        t(0, 0, 10, vec![write(LA, x, 1)]),
+        t(1, 11, 20, vec![read(LA, x, &[])]),
     ];
-    assert_eq!(
-        oracle(&h, m),
-        Decision {
-            serializable: true,
-            strict: false
-        }
-    );
+    assert_oracle(&h, true, false);
     // An info transaction may be left out, or placed after the read.
     h.txns[0].outcome = Outcome::Info;
     h.txns[0].complete = None;
-    assert_eq!(
-        oracle(&h, m),
-        Decision {
-            serializable: true,
-            strict: true
-        }
-    );
-    h.txns.push(t(2, 30, 40, vec![read(m, x, &[1])]));
-    assert_eq!(
-        oracle(&h, m),
-        Decision {
-            serializable: true,
-            strict: true
-        }
-    );
+    assert_oracle(&h, true, true);
+    h.txns.push(t(2, 30, 40, vec![read(LA, x, &[1])]));
+    assert_oracle(&h, true, true);
     // A failed write is never applied.
     h.txns[0].outcome = Outcome::Fail;
     h.txns[0].complete = Some(5);
-    assert_eq!(
-        oracle(&h, m),
-        Decision {
-            serializable: false,
-            strict: false
-        }
-    );
+    assert_oracle(&h, false, false);
 }
 
 // ---------------------------------------------------------------------------------------
@@ -557,7 +519,7 @@ fn history(txns: Vec<(u64, Outcome, u64, Vec<schism::check::txn::MicroOp>)>) -> 
 }
 
 fn assert_not_serializable(h: &TxnHistory, strict_only: bool) {
-    let m = TxnModel::ListAppend;
+    let m = LA;
     let d = oracle(h, m);
     assert!(
         !d.strict && d.serializable == strict_only,
@@ -579,67 +541,57 @@ const Y: u32 = 1;
 
 #[test]
 fn list_append_rejects_a_read_of_the_transactions_own_later_append() {
-    use txn_sim::{read, write};
-    let m = TxnModel::ListAppend;
     // T0 reads x = [1] before it appends 1 itself.
     let h = history(vec![(
         0,
         Outcome::Ok,
         0,
-        vec![read(m, X, &[1]), write(m, X, 1)],
+        vec![read(LA, X, &[1]), write(LA, X, 1)],
     )]);
     assert_not_serializable(&h, false);
 }
 
 #[test]
 fn list_append_rejects_a_read_of_a_transactions_later_append_without_its_earlier_one() {
-    use txn_sim::{read, write};
-    let m = TxnModel::ListAppend;
     // T0 appends 1 then 2 atomically; T1 sees 2 without 1.
     let h = history(vec![
-        (0, Outcome::Ok, 0, vec![write(m, X, 1), write(m, X, 2)]),
-        (1, Outcome::Ok, 1, vec![read(m, X, &[2])]),
+        (0, Outcome::Ok, 0, vec![write(LA, X, 1), write(LA, X, 2)]),
+        (1, Outcome::Ok, 1, vec![read(LA, X, &[2])]),
     ]);
     assert_not_serializable(&h, false);
 }
 
 #[test]
 fn list_append_rejects_a_read_of_a_transactions_appends_in_reverse_order() {
-    use txn_sim::{read, write};
-    let m = TxnModel::ListAppend;
     // T0 appends 1 then 2, T1 appends 3; T2 sees 2 before 1. (With nothing after them, a
     // read of [2 1] is caught anyway, as an intermediate read of 1.)
     let h = history(vec![
-        (0, Outcome::Ok, 0, vec![write(m, X, 1), write(m, X, 2)]),
-        (1, Outcome::Ok, 1, vec![write(m, X, 3)]),
-        (2, Outcome::Ok, 2, vec![read(m, X, &[2, 1, 3])]),
+        (0, Outcome::Ok, 0, vec![write(LA, X, 1), write(LA, X, 2)]),
+        (1, Outcome::Ok, 1, vec![write(LA, X, 3)]),
+        (2, Outcome::Ok, 2, vec![read(LA, X, &[2, 1, 3])]),
     ]);
     assert_not_serializable(&h, false);
 }
 
 #[test]
 fn list_append_orders_every_append_of_an_indeterminate_transaction_seen_to_commit() {
-    use txn_sim::{read, write};
-    let m = TxnModel::ListAppend;
     // T0's outcome is unknown, but T1 saw its append to x, so it committed, with its append
     // to y; T1 read y without it: T0 → T1 (wr x) and T1 → T0 (rw y).
     let h = history(vec![
-        (0, Outcome::Info, 0, vec![write(m, X, 1), write(m, Y, 2)]),
-        (1, Outcome::Ok, 1, vec![read(m, X, &[1]), read(m, Y, &[])]),
+        (0, Outcome::Info, 0, vec![write(LA, X, 1), write(LA, Y, 2)]),
+        (1, Outcome::Ok, 1, vec![read(LA, X, &[1]), read(LA, Y, &[])]),
     ]);
     assert_not_serializable(&h, false);
 }
 
 #[test]
 fn list_append_orders_every_append_of_an_indeterminate_transaction_seen_to_commit_in_real_time() {
-    use txn_sim::{read, write};
-    let m = TxnModel::ListAppend;
     // T1 saw T0's append to y and completed before T2 began, yet T2 read x without T0's
     // append to it: serializable (T2, T0, T1), not strict-serializable.
     let h = history(vec![
-        (0, Outcome::Info, 0, vec![write(m, X, 1), write(m, Y, 2)]),
-        (1, Outcome::Ok, 1, vec![read(m, Y, &[2])]),
-        (2, Outcome::Ok, 20, vec![read(m, X, &[])]),
+        (0, Outcome::Info, 0, vec![write(LA, X, 1), write(LA, Y, 2)]),
+        (1, Outcome::Ok, 1, vec![read(LA, Y, &[2])]),
+        (2, Outcome::Ok, 20, vec![read(LA, X, &[])]),
     ]);
     assert_not_serializable(&h, true);
 }
@@ -800,7 +752,6 @@ fn reported_cycles_are_simple_cycles_of_their_class_that_the_history_bears_out()
 
 #[test]
 fn read_skew_is_reported_as_g_single_and_not_as_a_g_nonadjacent_walk() {
-    use txn_sim::{read, write};
     for model in MODELS {
         // T0 writes x and y; T1, concurrent, sees its x but not its y. One cycle, one
         // anti-dependency: T0 wr→ T1 rw→ T0.
