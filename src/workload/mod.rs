@@ -4,6 +4,7 @@
 
 pub mod etcd;
 pub mod http;
+pub mod postgres;
 pub mod redis;
 
 use std::future::Future;
