@@ -181,6 +181,18 @@ const SEARCH_ORDER: [CycleClass; 5] = [
     CycleClass::GNonadjacent,
 ];
 
+/// How many cycles of a class are tried, the shortest reported: the first one found from an
+/// arbitrary edge may be much longer than the cycle a person needs to see.
+const SHORTEST_OF: usize = 8;
+
+/// Keeps the shorter of two cycles.
+fn shorter(best: Option<Vec<Step>>, found: Vec<Step>) -> Option<Vec<Step>> {
+    match best {
+        Some(b) if b.len() <= found.len() => Some(b),
+        _ => Some(found),
+    }
+}
+
 /// One cycle within `scope` of at least the edges `class` needs (its actual class is what
 /// [`classify`] says).
 fn find(
@@ -204,40 +216,50 @@ fn find(
             let Some(subs) = components(graph, scope, allowed, limits) else {
                 return Err(());
             };
+            let mut best = None;
             for nodes in subs {
                 let sub = Scope::of(nodes);
-                let Some(first) = graph.edges_within(&sub, through).into_iter().next() else {
-                    continue;
-                };
+                for first in graph
+                    .edges_within(&sub, through)
+                    .into_iter()
+                    .take(SHORTEST_OF)
+                {
+                    let back = paths.shortest(
+                        &sub,
+                        first.to,
+                        0,
+                        first.from,
+                        &any_state,
+                        &follow(allowed),
+                        limits,
+                    )?;
+                    if let Some(back) = back {
+                        best = shorter(best, prepend(first, back));
+                    }
+                }
+                if best.is_some() {
+                    break;
+                }
+            }
+            Ok(best)
+        }
+        CycleClass::G2Item => {
+            let mut best = None;
+            for first in graph.edges_within(scope, RW).into_iter().take(SHORTEST_OF) {
                 let back = paths.shortest(
-                    &sub,
+                    scope,
                     first.to,
                     0,
                     first.from,
                     &any_state,
-                    &follow(allowed),
+                    &follow(mask),
                     limits,
                 )?;
                 if let Some(back) = back {
-                    return Ok(Some(prepend(first, back)));
+                    best = shorter(best, prepend(first, back));
                 }
             }
-            Ok(None)
-        }
-        CycleClass::G2Item => {
-            let Some(first) = graph.edges_within(scope, RW).into_iter().next() else {
-                return Ok(None);
-            };
-            let back = paths.shortest(
-                scope,
-                first.to,
-                0,
-                first.from,
-                &any_state,
-                &follow(mask),
-                limits,
-            )?;
-            Ok(back.map(|back| prepend(first, back)))
+            Ok(best)
         }
         CycleClass::GSingle => {
             let allowed = WW | WR | extras;
@@ -257,6 +279,7 @@ fn find(
                 let (a, b) = (label.get(&e.from), label.get(&e.to));
                 !(a.is_some() && a == b)
             });
+            let (mut best, mut found) = (None, 0);
             for first in rws {
                 let back = paths.shortest(
                     scope,
@@ -268,10 +291,14 @@ fn find(
                     limits,
                 )?;
                 if let Some(back) = back {
-                    return Ok(Some(prepend(first, back)));
+                    best = shorter(best, prepend(first, back));
+                    found += 1;
+                    if found == SHORTEST_OF {
+                        break;
+                    }
                 }
             }
-            Ok(None)
+            Ok(best)
         }
         CycleClass::GNonadjacent => {
             // State bits: 1 = the last edge was an anti-dependency, 2 = a second one was taken.

@@ -122,3 +122,58 @@ pub fn render(history: &TxnHistory, outcome: &TxnOutcome, title: &str) -> String
     page.push_str("</body></html>\n");
     page
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::check::txn::{Consistency, TxnModel, TxnOptions, check, formats};
+
+    const SKEW: &str = r#"{"process":0,"type":"ok","f":"txn","value":[["r","x",[]],["r","y",[]],["append","x",1]],"invoke":0,"complete":10}
+{"process":1,"type":"ok","f":"txn","value":[["r","x",[]],["r","y",[]],["append","y",2]],"invoke":1,"complete":11}
+{"process":2,"type":"ok","f":"txn","value":[["r","x",[1]],["r","y",[2]]],"invoke":20,"complete":30}"#;
+
+    #[test]
+    fn the_page_draws_each_cycle_with_its_transactions_and_reasons() {
+        let history = formats::read_str(SKEW).unwrap();
+        let outcome = check(
+            &history,
+            &TxnOptions::new(TxnModel::ListAppend, Consistency::Serializable),
+        )
+        .unwrap();
+        let page = render(&history, &outcome, "skew <1>.jsonl");
+        assert!(
+            page.contains("<h1>skew &lt;1&gt;.jsonl</h1>"),
+            "the title is escaped"
+        );
+        assert!(page.contains("not serializable"));
+        assert!(page.contains("Ruled out: repeatable-read, serializable"));
+        assert_eq!(page.matches("<svg").count(), 1, "one cycle, one drawing");
+        assert_eq!(
+            page.matches("<circle").count(),
+            2,
+            "write skew has two transactions"
+        );
+        assert_eq!(
+            page.matches(">rw</text>").count(),
+            2,
+            "both edges are anti-dependencies"
+        );
+        // Reasons are hover titles, escaped.
+        assert!(page.contains("<title>T0 read key y without T1&#39;s append of 2"));
+        assert!(page.contains("G2-item: write skew between T"));
+    }
+
+    #[test]
+    fn a_satisfied_model_still_shows_the_anomalies_that_rule_out_stronger_ones() {
+        let history = formats::read_str(SKEW).unwrap();
+        let outcome = check(
+            &history,
+            &TxnOptions::new(TxnModel::ListAppend, Consistency::SnapshotIsolation),
+        )
+        .unwrap();
+        let page = render(&history, &outcome, "skew");
+        assert!(page.contains("snapshot-isolation holds"));
+        // The write skew is still shown: it rules out the stronger models.
+        assert_eq!(page.matches("<svg").count(), 1);
+    }
+}
