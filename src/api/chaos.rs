@@ -232,6 +232,20 @@ pub struct LocalTarget {
     /// Extra environment variables for every node's command.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub env: BTreeMap<String, String>,
+
+    /// Run every node's processes (the init step too) as this user, who is given the node's
+    /// `{dataDir}`; by default they run as the runner. Databases such as PostgreSQL refuse to
+    /// run as root.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 32), regex(pattern = r"^[a-z_][a-z0-9_.-]*\$?$"))]
+    pub user: Option<String>,
+
+    /// Command run once per node, to its end, before the node first starts (`initdb -D
+    /// {dataDir}/pg`, say); placeholders as in `command`. A failure stops the run and shows
+    /// the node's log.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 8192))]
+    pub init: Option<String>,
 }
 
 fn default_peer_format() -> String {

@@ -128,6 +128,8 @@ fn cluster_config(
         .transpose()
         .map_err(|e| format!("spec.target.local.subnet: {e}"))?;
     config.env = local.env.clone();
+    config.user = local.user.clone();
+    config.init = local.init.clone();
     config.work_dir = Some(work_dir);
     Ok(config)
 }

@@ -19,6 +19,7 @@ use crate::dataplane::{
 };
 use crate::faultplan::PartitionPlan;
 
+use super::identity::RunAs;
 use super::record::{
     NETNS_PREFIX, RunRecord, RunsLock, cleanup_crashed_runs, remove_run_resources, subnets_in_use,
 };
@@ -85,6 +86,8 @@ impl Spawner {
 struct Inner {
     run_id: String,
     config: LocalClusterConfig,
+    /// The user the nodes' processes run as, if not root.
+    run_as: Option<RunAs>,
     subnet: Ipv4Subnet,
     nodes: Vec<LocalNode>,
     client_netns: Option<Netns>,
@@ -203,6 +206,23 @@ fn add_member_namespace(
     ip_command(&["-n", name, "link", "set", "lo", "up"])
 }
 
+/// Waits for a node's init step (`initdb`, say) to end; a failure names the node and shows
+/// its log.
+fn finish_init(node: &LocalNode, mut child: Child) -> Result<(), LocalError> {
+    let status = child
+        .wait()
+        .map_err(|e| LocalError::io("waiting for the init step of", &node.log_path, e))?;
+    if status.success() {
+        return Ok(());
+    }
+    Err(LocalError::NodeExited {
+        node: format!("{} (its init step)", node.name),
+        status: status.to_string(),
+        log: node.log_path.clone(),
+        tail: log_tail(&node.log_path, 20),
+    })
+}
+
 fn log_tail(path: &Path, lines: usize) -> String {
     let text = std::fs::read_to_string(path).unwrap_or_default();
     let all: Vec<&str> = text.lines().collect();
@@ -262,6 +282,21 @@ impl LocalCluster {
         let cluster = tokio::task::spawn_blocking(move || Self::create(config))
             .await
             .map_err(|_| LocalError::Node("cluster setup task panicked".into()))??;
+        if let Some(init) = cluster.inner.config.init.clone() {
+            // Every node's init step at once; each is waited for off the runtime's threads.
+            let mut waits = Vec::new();
+            for node in 0..cluster.nodes().len() {
+                let this = cluster.node(node)?.clone();
+                let child = cluster.spawn_step(node, &init, "initializing")?;
+                waits.push(tokio::task::spawn_blocking(move || {
+                    finish_init(&this, child)
+                }));
+            }
+            for wait in waits {
+                wait.await
+                    .map_err(|_| LocalError::Node("init task panicked".into()))??;
+            }
+        }
         let starts: Vec<_> = (0..cluster.nodes().len())
             .map(|node| cluster.start_node_process(node, ClusterState::New))
             .collect();
@@ -275,6 +310,7 @@ impl LocalCluster {
 
     /// Records, then creates, the run's namespaces and directories (blocking).
     fn create(config: LocalClusterConfig) -> Result<Self, LocalError> {
+        let run_as = config.user.as_deref().map(RunAs::resolve).transpose()?;
         let run_id = new_run_id();
         let lock = RunsLock::acquire()?;
         let subnet = match config.subnet {
@@ -323,6 +359,7 @@ impl LocalCluster {
             spawner: Mutex::new(None),
             torn_down: AtomicBool::new(false),
             config,
+            run_as,
         };
         ip_command(&["netns", "add", &bridge]).map_err(|e| partial.fail(e))?;
         ip_command(&["-n", &bridge, "link", "add", "br0", "type", "bridge"])
@@ -348,6 +385,9 @@ impl LocalCluster {
             let data_dir = partial.data_dirs[index].clone();
             std::fs::create_dir_all(&data_dir)
                 .map_err(|e| partial.fail(LocalError::io("creating", &data_dir, e)))?;
+            if let Some(user) = &partial.run_as {
+                user.chown(&data_dir).map_err(|e| partial.fail(e))?;
+            }
             partial.nodes.push(LocalNode {
                 name: name.clone(),
                 ip,
@@ -472,6 +512,46 @@ impl LocalCluster {
                 this.name
             )));
         }
+        let config = &inner.config;
+        let template = match (state, &config.restart_command) {
+            (ClusterState::Existing, Some(restart)) => restart,
+            _ => &config.command,
+        };
+        let command = self.node_command(node, template, state, "starting")?;
+        let spawner = inner.spawner.lock().unwrap_or_else(|p| p.into_inner());
+        let spawner = spawner.as_ref().ok_or(LocalError::TornDown)?;
+        let child = spawner.spawn(command).map_err(|source| LocalError::Spawn {
+            node: this.name.clone(),
+            source,
+        })?;
+        process.child = Some(child);
+        Ok(())
+    }
+
+    /// Spawns `template` for node `node` (its init step), not waiting for it.
+    fn spawn_step(&self, node: usize, template: &str, doing: &str) -> Result<Child, LocalError> {
+        self.check_alive()?;
+        let this = self.node(node)?;
+        let command = self.node_command(node, template, ClusterState::New, doing)?;
+        let spawner = self.inner.spawner.lock().unwrap_or_else(|p| p.into_inner());
+        let spawner = spawner.as_ref().ok_or(LocalError::TornDown)?;
+        spawner.spawn(command).map_err(|source| LocalError::Spawn {
+            node: this.name.clone(),
+            source,
+        })
+    }
+
+    /// The command that runs `template` for node `node`: through `sh -c` in the node's
+    /// namespace, as its user, logging to its log, dying with the runner.
+    fn node_command(
+        &self,
+        node: usize,
+        template: &str,
+        state: ClusterState,
+        doing: &str,
+    ) -> Result<Command, LocalError> {
+        let inner = &self.inner;
+        let this = self.node(node)?;
         let data_dirs: Vec<String> = inner
             .data_dirs
             .iter()
@@ -489,10 +569,6 @@ impl LocalCluster {
             })
             .collect();
         let config = &inner.config;
-        let template = match (state, &config.restart_command) {
-            (ClusterState::Existing, Some(restart)) => restart,
-            _ => &config.command,
-        };
         let text = render_command(
             template,
             &config.peer_format,
@@ -506,11 +582,7 @@ impl LocalCluster {
             .append(true)
             .open(&this.log_path)
             .map_err(|e| LocalError::io("opening", &this.log_path, e))?;
-        let _ = writeln!(
-            log,
-            "=== schism: starting {} ({state:?}): {text}",
-            this.name
-        );
+        let _ = writeln!(log, "=== schism: {doing} {} ({state:?}): {text}", this.name);
         let stderr = log
             .try_clone()
             .map_err(|e| LocalError::io("opening", &this.log_path, e))?;
@@ -525,6 +597,11 @@ impl LocalCluster {
             .stderr(stderr)
             .process_group(0);
         this.netns.enter_in_child(&mut command);
+        if let Some(user) = &inner.run_as {
+            // Before the parent-death signal: changing credentials clears it.
+            user.apply(&mut command);
+            command.env("USER", &user.name).env("LOGNAME", &user.name);
+        }
         let runner = std::process::id() as libc::pid_t;
         // SAFETY: prctl and getppid are async-signal-safe.
         unsafe {
@@ -541,14 +618,7 @@ impl LocalCluster {
                 Ok(())
             });
         }
-        let spawner = inner.spawner.lock().unwrap_or_else(|p| p.into_inner());
-        let spawner = spawner.as_ref().ok_or(LocalError::TornDown)?;
-        let child = spawner.spawn(command).map_err(|source| LocalError::Spawn {
-            node: this.name.clone(),
-            source,
-        })?;
-        process.child = Some(child);
-        Ok(())
+        Ok(command)
     }
 
     /// Waits until node `node` passes the readiness check; fails with the log's tail if the

@@ -10,6 +10,7 @@
 
 mod backend;
 mod cluster;
+mod identity;
 mod record;
 mod subnet;
 mod template;
@@ -70,6 +71,12 @@ pub struct LocalClusterConfig {
     /// Where logs and data directories go; `/tmp/schism-<runid>` when `None`. Logs are kept
     /// after teardown, data directories are deleted.
     pub work_dir: Option<PathBuf>,
+    /// Run every node's processes (init step included) as this user, who owns the node's
+    /// `{dataDir}`; `None`: as the runner (root).
+    pub user: Option<String>,
+    /// A command template run once per node, to its end, before the node first starts
+    /// (`initdb -D {dataDir}/pg`, say); placeholders as in `command`.
+    pub init: Option<String>,
 }
 
 impl LocalClusterConfig {
@@ -88,6 +95,8 @@ impl LocalClusterConfig {
             subnet: None,
             env: BTreeMap::new(),
             work_dir: None,
+            user: None,
+            init: None,
         }
     }
 }

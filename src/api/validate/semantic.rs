@@ -131,6 +131,7 @@ fn check_local(local: &LocalTarget, out: &mut Vec<Problem>) {
     for (field, template) in [
         ("command", Some(&local.command)),
         ("restartCommand", local.restart_command.as_ref()),
+        ("init", local.init.as_ref()),
         ("peerFormat", Some(&local.peer_format)),
     ] {
         let Some(template) = template else { continue };
