@@ -11,7 +11,7 @@ use local_etcd::etcd_config;
 use schism::dataplane::{self, FaultId};
 use schism::faultplan::{PartitionShape, plan_partition, rng_from_seed};
 use schism::local::LocalCluster;
-use support::require;
+use support::{require, runtime};
 
 fn etcdctl(cluster: &LocalCluster, node: usize, args: &[&str]) -> Output {
     let endpoint = format!("http://{}:2379", cluster.nodes()[node].ip);
@@ -62,14 +62,6 @@ fn get(cluster: &LocalCluster, node: usize, key: &str) -> Option<String> {
         .status
         .success()
         .then(|| String::from_utf8_lossy(&output.stdout).trim().to_string())
-}
-
-fn runtime() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap()
 }
 
 #[test]

@@ -8,15 +8,7 @@ use std::os::unix::fs::MetadataExt;
 use std::time::Duration;
 
 use schism::local::{LocalCluster, LocalClusterConfig, LocalError, ReadyCheck};
-use support::require;
-
-fn runtime() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap()
-}
+use support::{require, runtime};
 
 fn uid_of(user: &str) -> u32 {
     let out = support::run("id", &["-u", user]);
@@ -107,18 +99,7 @@ fn an_unknown_user_is_a_configuration_error_before_anything_is_made() {
 #[test]
 fn postgres_runs_as_a_local_cluster_node_as_its_own_user() {
     require("local postgres", &["ip", "nft", "tc", "iptables"]);
-    let bin = std::fs::read_dir("/usr/lib/postgresql")
-        .ok()
-        .and_then(|dir| {
-            let mut bins: Vec<_> = dir
-                .filter_map(|e| e.ok())
-                .map(|e| e.path().join("bin"))
-                .filter(|b| b.join("postgres").exists())
-                .collect();
-            bins.sort();
-            bins.pop()
-        })
-        .expect("PostgreSQL is not installed: scripts/install-deps.sh installs postgresql-15");
+    let bin = support::postgres_bin();
     let rt = runtime();
     let mut config = LocalClusterConfig::new(
         1,

@@ -21,15 +21,7 @@ use schism::faultplan::{PartitionShape, plan_partition, rng_from_seed};
 use schism::local::LocalCluster;
 use schism::workload::etcd::EtcdAppendClient;
 use schism::workload::{TxnClient, TxnStep};
-use support::require;
-
-fn runtime() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap()
-}
+use support::{require, runtime};
 
 #[test]
 fn etcd_list_append_transactions_stay_strict_serializable_through_a_partition_and_a_crash() {

@@ -22,26 +22,7 @@ use schism::engine::generator::WorkloadCounters;
 use schism::engine::transactions::{TxnPlan, run_transactions};
 use schism::workload::TxnClient;
 use schism::workload::postgres::{Isolation, PostgresAppendClient};
-use support::{TestNet, require};
-
-/// PostgreSQL's programs: Debian keeps them out of PATH, under the major version.
-fn postgres_bin() -> PathBuf {
-    let mut found: Vec<PathBuf> = std::fs::read_dir("/usr/lib/postgresql")
-        .map(|dir| {
-            dir.filter_map(|e| e.ok())
-                .map(|e| e.path().join("bin"))
-                .filter(|bin| bin.join("postgres").exists())
-                .collect()
-        })
-        .unwrap_or_default();
-    found.sort();
-    found.pop().unwrap_or_else(|| {
-        panic!(
-            "PostgreSQL is not installed (no /usr/lib/postgresql/*/bin/postgres): \
-             scripts/install-deps.sh installs postgresql-15"
-        )
-    })
-}
+use support::{TestNet, postgres_bin, require};
 
 /// A PostgreSQL server in node 0 of `net`, stopped and deleted on drop.
 struct Server {

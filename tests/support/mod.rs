@@ -10,6 +10,35 @@ use std::process::{Command, Output};
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
 
+/// A two-thread runtime, for tests that drive local clusters.
+pub fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap()
+}
+
+/// The directory of Debian's PostgreSQL programs (kept out of PATH, under the major
+/// version); fails loudly when PostgreSQL is not installed.
+pub fn postgres_bin() -> std::path::PathBuf {
+    let mut found: Vec<std::path::PathBuf> = std::fs::read_dir("/usr/lib/postgresql")
+        .map(|dir| {
+            dir.filter_map(|e| e.ok())
+                .map(|e| e.path().join("bin"))
+                .filter(|bin| bin.join("postgres").exists())
+                .collect()
+        })
+        .unwrap_or_default();
+    found.sort();
+    found.pop().unwrap_or_else(|| {
+        panic!(
+            "PostgreSQL is not installed (no /usr/lib/postgresql/*/bin/postgres): \
+             scripts/install-deps.sh installs postgresql-15"
+        )
+    })
+}
+
 /// Fails the test, loudly, when a prerequisite is missing: root, or one of `programs`. The
 /// test command installs every one of them; a test that quietly passed without its real
 /// dependency would prove nothing.
