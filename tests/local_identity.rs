@@ -126,14 +126,25 @@ fn postgres_runs_as_a_local_cluster_node_as_its_own_user() {
                 .build()
                 .unwrap();
             rt.block_on(async move {
-                let (client, connection) = tokio_postgres::Config::new()
-                    .host(&host)
-                    .port(5432)
-                    .user("postgres")
-                    .dbname("postgres")
-                    .connect(tokio_postgres::NoTls)
-                    .await
-                    .expect("connect from the clients' namespace");
+                // The port opens before the server takes sessions ("the database system
+                // is starting up"), as any client of a starting PostgreSQL sees.
+                let deadline = std::time::Instant::now() + Duration::from_secs(30);
+                let (client, connection) = loop {
+                    match tokio_postgres::Config::new()
+                        .host(&host)
+                        .port(5432)
+                        .user("postgres")
+                        .dbname("postgres")
+                        .connect(tokio_postgres::NoTls)
+                        .await
+                    {
+                        Ok(session) => break session,
+                        Err(e) if std::time::Instant::now() > deadline => {
+                            panic!("connect from the clients' namespace: {e:?}")
+                        }
+                        Err(_) => tokio::time::sleep(Duration::from_millis(100)).await,
+                    }
+                };
                 tokio::spawn(connection);
                 let row = client
                     .query_one("SELECT current_user::text, pg_backend_pid()", &[])
