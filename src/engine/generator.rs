@@ -144,21 +144,31 @@ pub async fn run_workload(
             ops
         }));
     }
-    let mut history = Vec::new();
+    let mut history = join_workers(workers, "operations").await?;
+    history.sort_by_key(|op| op.invoke);
+    Ok(history)
+}
+
+/// Everything the workers recorded, or an error naming how many crashed: a crashed
+/// worker's `what` are missing, and a history with holes must not be checked.
+pub(crate) async fn join_workers<T>(
+    workers: Vec<tokio::task::JoinHandle<Vec<T>>>,
+    what: &str,
+) -> Result<Vec<T>, String> {
+    let mut all = Vec::new();
     let mut crashed = 0;
     for worker in workers {
         match worker.await {
-            Ok(ops) => history.extend(ops),
+            Ok(recorded) => all.extend(recorded),
             Err(_) => crashed += 1,
         }
     }
     if crashed > 0 {
         return Err(format!(
-            "{crashed} workload client(s) crashed; their operations are missing from the history"
+            "{crashed} workload client(s) crashed; their {what} are missing from the history"
         ));
     }
-    history.sort_by_key(|op| op.invoke);
-    Ok(history)
+    Ok(all)
 }
 
 fn choose_request(

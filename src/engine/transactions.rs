@@ -11,7 +11,7 @@ use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use tokio::sync::watch;
 
-use super::generator::WorkloadCounters;
+use super::generator::{WorkloadCounters, join_workers};
 use crate::check::history::Outcome;
 use crate::check::txn::{MicroOp, ReadValue, Transaction, TxnHistory, TxnModel};
 use crate::workload::{OpError, TxnClient, TxnStep};
@@ -158,19 +158,7 @@ pub async fn run_transactions(
             recorded
         }));
     }
-    let mut all = Vec::new();
-    let mut crashed = 0;
-    for worker in workers {
-        match worker.await {
-            Ok(recorded) => all.extend(recorded),
-            Err(_) => crashed += 1,
-        }
-    }
-    if crashed > 0 {
-        return Err(format!(
-            "{crashed} workload client(s) crashed; their transactions are missing from the history"
-        ));
-    }
+    let mut all = join_workers(workers, "transactions").await?;
     all.sort_by_key(|r| r.invoke);
     Ok(to_history(all))
 }
