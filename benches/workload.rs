@@ -33,6 +33,7 @@ async fn run(cluster: &Arc<LocalCluster>, spec_yaml: &str, record: bool) -> (f64
         check_timeout: Duration::from_secs(60),
         record_history: record,
         progress: false,
+        postgres_password: None,
         stop: None,
     };
     let mut backend = LocalBackend::new(Arc::clone(cluster));

@@ -19,7 +19,7 @@ use schism::engine::generator::WorkloadCounters;
 use schism::engine::transactions::{TxnPlan, run_transactions};
 use schism::faultplan::{PartitionShape, plan_partition, rng_from_seed};
 use schism::local::LocalCluster;
-use schism::workload::etcd::EtcdAppendClient;
+use schism::workload::etcd::EtcdTxnClient;
 use schism::workload::{TxnClient, TxnStep};
 use support::{require, runtime};
 
@@ -49,9 +49,7 @@ fn etcd_list_append_transactions_stay_strict_serializable_through_a_partition_an
                 .unwrap();
             let clients: Vec<Arc<dyn TxnClient>> = hosts
                 .iter()
-                .map(|h| {
-                    Arc::new(EtcdAppendClient::new(http.clone(), h, 2379)) as Arc<dyn TxnClient>
-                })
+                .map(|h| Arc::new(EtcdTxnClient::new(http.clone(), h, 2379)) as Arc<dyn TxnClient>)
                 .collect();
             // Wait for a leader: a transaction through the first member that commits.
             let deadline = Instant::now() + Duration::from_secs(20);
@@ -64,10 +62,12 @@ fn etcd_list_append_transactions_stay_strict_serializable_through_a_partition_an
                 tokio::time::sleep(Duration::from_millis(200)).await;
             }
             let plan = TxnPlan {
+                model: TxnModel::ListAppend,
+                key_prefix: String::new(),
                 concurrency: 6,
                 rate: 150,
                 active_keys: 4,
-                appends_per_key: 16,
+                writes_per_key: 16,
                 max_steps: 4,
                 timeout: Duration::from_secs(1),
             };

@@ -21,7 +21,7 @@ use schism::check::txn::{
 use schism::engine::generator::WorkloadCounters;
 use schism::engine::transactions::{TxnPlan, run_transactions};
 use schism::workload::TxnClient;
-use schism::workload::postgres::{Isolation, PostgresAppendClient};
+use schism::workload::postgres::{Isolation, PostgresTxnClient};
 use support::{TestNet, postgres_bin, require};
 
 /// A PostgreSQL server in node 0 of `net`, stopped and deleted on drop.
@@ -137,16 +137,18 @@ async fn run_once(host: &str, isolation: Isolation, seed: u64, length: Duration)
     let (admin, connection) = config(host).connect(tokio_postgres::NoTls).await.unwrap();
     tokio::spawn(connection);
     let clients: Vec<Arc<dyn TxnClient>> = (0..10)
-        .map(|_| Arc::new(PostgresAppendClient::new(config(host), isolation)) as Arc<dyn TxnClient>)
+        .map(|_| Arc::new(PostgresTxnClient::new(config(host), isolation)) as Arc<dyn TxnClient>)
         .collect();
-    let first = PostgresAppendClient::new(config(host), isolation);
+    let first = PostgresTxnClient::new(config(host), isolation);
     first.prepare().await.expect("create the table");
     admin.batch_execute("TRUNCATE schism_append").await.unwrap();
     let plan = TxnPlan {
+        model: TxnModel::ListAppend,
+        key_prefix: String::new(),
         concurrency: 10,
         rate: 600,
         active_keys: 2,
-        appends_per_key: 16,
+        writes_per_key: 16,
         max_steps: 4,
         timeout: Duration::from_secs(2),
     };

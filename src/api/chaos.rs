@@ -54,7 +54,7 @@ use super::status::ChaosStatus;
         name = "Consistency",
         type_ = "string",
         json_path = ".status.consistency.result",
-        description = "Result of the linearizability check"
+        description = "Result of the consistency check"
     ),
     printcolumn(
         name = "Age",
@@ -67,6 +67,7 @@ use super::status::ChaosStatus;
     validation = Rule::new("!has(self.faults) || self.faults.all(f, !has(f.duration) || duration(has(f.start) ? f.start : '0s') + duration(f.duration) <= duration(self.duration))").message("every fault must end inside the chaos window: start + duration <= spec.duration"),
     validation = Rule::new("!has(self.faults) || self.faults.all(f, !has(f.start) || duration(f.start) < duration(self.duration))").message("every fault must start inside the chaos window: start < spec.duration"),
     validation = Rule::new("!has(self.assertions) || !has(self.assertions.consistency) || self.assertions.consistency == 'none' || has(self.workload)").message("assertions.consistency needs a workload"),
+    validation = Rule::new("!has(self.assertions) || !has(self.assertions.consistency) || self.assertions.consistency == 'none' || !has(self.workload) || ((self.assertions.consistency == 'linearizable') == (!has(self.workload.model) || self.workload.model in ['register', 'cas-register', 'kv']))").message("assertions.consistency must fit workload.model: linearizable for register, cas-register and kv; a transactional model (read-committed … strict-serializable) for list-append and rw-register"),
     validation = Rule::new("!has(self.assertions) || (!has(self.assertions.minAvailability) && !has(self.assertions.maxRecovery)) || has(self.availability)").message("assertions.minAvailability and assertions.maxRecovery need an availability probe")
 )]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
@@ -505,23 +506,43 @@ pub enum SelectionMode {
     validation = Rule::new("(self.client == 'http') == has(self.http)").message("http is required for and only allowed with client http"),
     validation = Rule::new("self.client != 'http' || has(self.port)").message("port is required for client http"),
     validation = Rule::new("!has(self.readConsistency) || self.client == 'etcd'").message("readConsistency is only allowed with client etcd"),
+    validation = Rule::new("(self.client == 'postgres') == has(self.postgres)").message("postgres is required for and only allowed with client postgres"),
+    validation = Rule::new("self.client != 'postgres' || (has(self.model) && self.model in ['list-append', 'rw-register'])").message("client postgres runs transactions: model must be list-append or rw-register"),
+    validation = Rule::new("!has(self.model) || !(self.model in ['list-append', 'rw-register']) || self.client in ['etcd', 'postgres']").message("transactional models (list-append, rw-register) need client etcd or postgres"),
+    validation = Rule::new("(!has(self.writesPerKey) && !has(self.maxOpsPerTxn)) || (has(self.model) && self.model in ['list-append', 'rw-register'])").message("writesPerKey and maxOpsPerTxn are only allowed with a transactional model"),
     validation = Rule::new("duration(self.timeout) > duration('0s')").message("timeout must be greater than 0")
 )]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct Workload {
-    /// The client: `etcd` (v3 JSON gateway), `redis` (RESP) or `http` (templated requests).
+    /// The client: `etcd` (v3 JSON gateway), `redis` (RESP), `http` (templated requests) or
+    /// `postgres` (transactions over the PostgreSQL protocol).
     pub client: ClientKind,
-    /// The data model the history is checked against: `register`, `cas-register` or `kv`.
+    /// The data model the history is checked against: single-object `register`,
+    /// `cas-register` or `kv` (checked for linearizability), or transactional `list-append`
+    /// or `rw-register` (checked for an isolation level; clients etcd and postgres).
     #[serde(default)]
     pub model: ModelKind,
-    /// Port of the service on each pod; default 2379 for etcd, 6379 for redis; required for http.
+    /// Port of the service on each pod; default 2379 for etcd, 6379 for redis, 5432 for
+    /// postgres; required for http.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(range(min = 1, max = 65535))]
     pub port: Option<i32>,
-    /// Number of distinct keys, 1 to 10000; each is checked independently.
+    /// Number of distinct keys, 1 to 10000; each is checked independently. With a
+    /// transactional model: the keys being written at any time; a key that took
+    /// `writesPerKey` writes is replaced by a fresh one.
     #[serde(default = "default_keys")]
     #[schemars(range(min = 1, max = 10000))]
     pub keys: i32,
+    /// Transactional models only: writes a key takes before a fresh key replaces it, so
+    /// list-append reads return at most this many elements; default 32, 1 to 1024.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1, max = 1024))]
+    pub writes_per_key: Option<i32>,
+    /// Transactional models only: most micro-operations in one transaction (each a read or a
+    /// write, about half writes); default 4, 1 to 16.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1, max = 16))]
+    pub max_ops_per_txn: Option<i32>,
     /// Number of concurrent clients, 1 to 1000.
     #[serde(default = "default_concurrency")]
     #[schemars(range(min = 1, max = 1000))]
@@ -539,6 +560,104 @@ pub struct Workload {
     /// Request templates, for and only for `client: http`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub http: Option<HttpWorkload>,
+    /// Connection and isolation settings, for and only for `client: postgres`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub postgres: Option<PostgresWorkload>,
+}
+
+impl Workload {
+    /// Writes a transactional key takes before it is replaced.
+    pub fn writes_per_key(&self) -> usize {
+        self.writes_per_key.unwrap_or(32).max(1) as usize
+    }
+
+    /// Most micro-operations in one transaction.
+    pub fn max_ops_per_txn(&self) -> usize {
+        self.max_ops_per_txn.unwrap_or(4).max(1) as usize
+    }
+}
+
+/// How the postgres client connects, and the isolation level its transactions ask for.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct PostgresWorkload {
+    /// The database to connect to; default `postgres`. The client creates its tables there.
+    #[serde(default = "default_postgres_database")]
+    #[schemars(length(min = 1, max = 63))]
+    pub database: String,
+    /// The role to connect as.
+    #[schemars(length(min = 1, max = 63))]
+    pub user: String,
+    /// The role's password; without it the client connects without one (trust or peer
+    /// authentication).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub password: Option<PasswordSource>,
+    /// The isolation level every transaction runs at: `read-committed`, `repeatable-read` or
+    /// `serializable` (default).
+    #[serde(default)]
+    pub isolation: IsolationLevel,
+}
+
+fn default_postgres_database() -> String {
+    "postgres".to_owned()
+}
+
+/// Where a password comes from: exactly one of `secretKeyRef` (in a cluster: a key of a
+/// Secret in the Chaos's namespace, read by the runner), `env` or `value` (`schism run`).
+/// The password itself is never logged, and never written to status or reports.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, PartialEq)]
+#[x_kube(
+    validation = Rule::new("(has(self.secretKeyRef) ? 1 : 0) + (has(self.env) ? 1 : 0) + (has(self.value) ? 1 : 0) == 1").message("exactly one of secretKeyRef, env, value must be set")
+)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct PasswordSource {
+    /// A key of a Secret in the Chaos's namespace (clusters only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub secret_key_ref: Option<SecretKeyRef>,
+    /// An environment variable of `schism run` holding the password.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 256))]
+    pub env: Option<String>,
+    /// The password itself, written in the manifest (`schism run` only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 1024))]
+    pub value: Option<String>,
+}
+
+// The password must not reach logs through a `{:?}` of the spec.
+impl std::fmt::Debug for PasswordSource {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PasswordSource")
+            .field("secret_key_ref", &self.secret_key_ref)
+            .field("env", &self.env)
+            .field("value", &self.value.as_ref().map(|_| "<redacted>"))
+            .finish()
+    }
+}
+
+/// A key of a Secret in the Chaos's namespace.
+#[derive(JsonSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct SecretKeyRef {
+    /// The Secret's name.
+    #[schemars(length(min = 1, max = 253))]
+    pub name: String,
+    /// The key in its data.
+    #[schemars(length(min = 1, max = 253))]
+    pub key: String,
+}
+
+/// A SQL isolation level.
+#[derive(JsonSchema, Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Hash, Default)]
+#[serde(rename_all = "kebab-case")]
+pub enum IsolationLevel {
+    /// `READ COMMITTED`.
+    ReadCommitted,
+    /// `REPEATABLE READ` (snapshot isolation in PostgreSQL).
+    RepeatableRead,
+    /// `SERIALIZABLE`.
+    #[default]
+    Serializable,
 }
 
 fn default_keys() -> i32 {
@@ -564,6 +683,8 @@ pub enum ClientKind {
     Redis,
     /// Any HTTP key-value service, through request templates.
     Http,
+    /// PostgreSQL, through its wire protocol (transactional models only).
+    Postgres,
 }
 
 /// The data model a history is checked against.
@@ -577,6 +698,30 @@ pub enum ModelKind {
     CasRegister,
     /// Get, put and append of a string per key.
     Kv,
+    /// Transactions of appends to and reads of integer lists, one per key (Elle's
+    /// list-append): the strongest inference of which transaction saw which.
+    ListAppend,
+    /// Transactions of writes and reads of integer registers, one per key.
+    RwRegister,
+}
+
+impl ModelKind {
+    /// The name as written in a manifest.
+    pub fn name(self) -> &'static str {
+        match self {
+            ModelKind::Register => "register",
+            ModelKind::CasRegister => "cas-register",
+            ModelKind::Kv => "kv",
+            ModelKind::ListAppend => "list-append",
+            ModelKind::RwRegister => "rw-register",
+        }
+    }
+
+    /// Whether operations are transactions of several keys, checked for an isolation level
+    /// rather than linearizability.
+    pub fn is_transactional(self) -> bool {
+        matches!(self, ModelKind::ListAppend | ModelKind::RwRegister)
+    }
 }
 
 /// Read consistency of the etcd client.
@@ -686,7 +831,11 @@ fn default_probe_timeout() -> KubeDuration {
 #[x_kube(validation = Rule::new("!has(self.maxRecovery) || duration(self.maxRecovery) > duration('0s')").message("maxRecovery must be greater than 0"))]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct Assertions {
-    /// `linearizable`: the workload's history must be linearizable; `none` (default): not checked.
+    /// What the workload's history must satisfy: `linearizable` (models register,
+    /// cas-register, kv); an isolation level `read-uncommitted`, `read-committed`,
+    /// `repeatable-read`, `snapshot-isolation`, `serializable`, `strict-serializable` or a
+    /// `strong-session-…`/`strong-snapshot-isolation` variant (models list-append,
+    /// rw-register); `none` (default): not checked.
     #[serde(default)]
     pub consistency: ConsistencyAssertion,
     /// Least share (0–1) of successful probes inside the chaos window.
@@ -704,7 +853,53 @@ pub struct Assertions {
 pub enum ConsistencyAssertion {
     /// Every operation appears to take effect atomically between its call and its return.
     Linearizable,
+    /// No write cycles (G0).
+    ReadUncommitted,
+    /// No G0, no aborted, intermediate or circular reads (G1a, G1b, G1c).
+    ReadCommitted,
+    /// Read committed, and no item anti-dependency cycles (G2-item).
+    RepeatableRead,
+    /// Read committed, no G-single and no G-nonadjacent; write skew is allowed.
+    SnapshotIsolation,
+    /// Snapshot isolation that also respects each client's order.
+    StrongSessionSnapshotIsolation,
+    /// Snapshot isolation that also respects real time.
+    StrongSnapshotIsolation,
+    /// No dependency cycles: some serial order explains every transaction.
+    Serializable,
+    /// Serializable, respecting each client's order.
+    StrongSessionSerializable,
+    /// Serializable, respecting real time.
+    StrictSerializable,
     /// Not checked.
     #[default]
     None,
+}
+
+impl ConsistencyAssertion {
+    /// Whether this asserts an isolation level of transactions.
+    pub fn is_transactional(self) -> bool {
+        !matches!(
+            self,
+            ConsistencyAssertion::Linearizable | ConsistencyAssertion::None
+        )
+    }
+
+    /// The name as written in a manifest.
+    pub fn name(self) -> &'static str {
+        use ConsistencyAssertion as C;
+        match self {
+            C::Linearizable => "linearizable",
+            C::ReadUncommitted => "read-uncommitted",
+            C::ReadCommitted => "read-committed",
+            C::RepeatableRead => "repeatable-read",
+            C::SnapshotIsolation => "snapshot-isolation",
+            C::StrongSessionSnapshotIsolation => "strong-session-snapshot-isolation",
+            C::StrongSnapshotIsolation => "strong-snapshot-isolation",
+            C::Serializable => "serializable",
+            C::StrongSessionSerializable => "strong-session-serializable",
+            C::StrictSerializable => "strict-serializable",
+            C::None => "none",
+        }
+    }
 }

@@ -148,26 +148,86 @@ pub struct AvailabilitySummary {
     pub recovery_ms: Option<i64>,
 }
 
+/// Most anomalies kept in status; every one found is counted in the report.
+pub const MAX_STATUS_ANOMALIES: usize = 8;
+/// Most transactions (and edges) of one anomaly's cycle kept in status.
+pub const MAX_CYCLE_STEPS: usize = 12;
+/// Most characters of one transaction's or edge's text kept in status.
+pub const MAX_STEP_CHARS: usize = 400;
+
 /// Summary of the consistency check.
 #[derive(JsonSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
 #[serde(rename_all = "camelCase")]
 pub struct ConsistencySummary {
-    /// The model checked against.
+    /// The data model of the history: `cas-register`, `list-append`, …
     pub model: String,
-    /// Operations in the history.
+    /// The consistency model checked against: `linearizable`, `serializable`, …
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub checked: Option<String>,
+    /// Operations (transactions, for a transactional model) in the history.
     pub operations: i64,
     /// Operations with an unknown outcome (timed out).
     pub indeterminate: i64,
-    /// Linearizable, NotLinearizable, Unknown (out of time) or Skipped.
+    /// Linearizable or NotLinearizable (single-object models), Satisfied or Violated
+    /// (transactional models), Unknown (out of time) or Skipped.
     pub result: ConsistencyResult,
     /// Time the check took, in milliseconds.
     pub check_millis: i64,
-    /// A one-line description of the anomaly found.
+    /// A one-line description of the anomaly found, e.g. `G2-item: write skew between T17
+    /// and T40`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub anomaly: Option<String>,
-    /// The operations that cannot be linearized, rendered as text (bounded).
+    /// The operations that cannot be linearized, or the anomalies the checked model forbids,
+    /// rendered as text (bounded).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub counterexample: Option<String>,
+    /// Transactional models: examples of the anomalies found, at most
+    /// `MAX_STATUS_ANOMALIES`, those the checked model forbids first.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub anomalies: Vec<AnomalyRecord>,
+    /// Transactional models: every consistency model the anomalies rule out, weakest first.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub ruled_out: Vec<String>,
+}
+
+/// One anomaly of a transactional history.
+#[derive(JsonSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct AnomalyRecord {
+    /// Its type: `G0`, `G1c`, `G-single`, `G2-item`, their `-process` and `-realtime`
+    /// variants, `G1a`, `G1b`, `incompatible-order`, …
+    #[serde(rename = "type")]
+    pub kind: String,
+    /// One line, e.g. `G2-item: write skew between T17 and T40`.
+    pub summary: String,
+    /// Whether the checked consistency model forbids it.
+    pub forbidden: bool,
+    /// The transactions involved (cycle order for cycles), each as `T17 ok p3 [r x [1 2]]
+    /// [append y 5]`; bounded.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub transactions: Vec<String>,
+    /// For cycles: each edge with its reason in words, closing back on the first
+    /// transaction; bounded.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub cycle: Vec<CycleStep>,
+    /// Steps of the cycle left out of `transactions` and `cycle` because they are bounded.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub omitted: Option<i64>,
+}
+
+/// One edge of a dependency cycle.
+#[derive(JsonSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct CycleStep {
+    /// The transaction that must come first (its `T` number).
+    pub from: i64,
+    /// The transaction that must come after it.
+    pub to: i64,
+    /// `ww`, `wr`, `rw`, `process` or `realtime`.
+    #[serde(rename = "type")]
+    pub kind: String,
+    /// Why, in words: `T2 read key 9 without T1's append of 2, which T4 saw`.
+    pub reason: String,
 }
 
 /// Result of the consistency check.
@@ -177,6 +237,10 @@ pub enum ConsistencyResult {
     Linearizable,
     /// No linearization exists; see the counterexample.
     NotLinearizable,
+    /// The transactional history satisfies the checked consistency model.
+    Satisfied,
+    /// The transactional history has an anomaly the checked model forbids; see `anomalies`.
+    Violated,
     /// The checker ran out of time.
     Unknown,
     /// No consistency assertion was made.

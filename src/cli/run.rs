@@ -11,6 +11,7 @@ use crate::engine::timeline;
 use crate::local::{
     LocalBackend, LocalCluster, LocalClusterConfig, ReadyCheck, cleanup_crashed_runs,
 };
+use crate::workload::postgres::Password;
 
 /// Arguments of `schism run`.
 #[derive(clap::Args, Debug)]
@@ -177,6 +178,7 @@ async fn run_async(args: &RunArgs) -> Result<Verdict, String> {
         check_timeout: args.check_timeout,
         record_history: !args.no_history,
         progress: !args.quiet,
+        postgres_password: local_password(spec)?,
         stop: None,
     };
     let mut backend = LocalBackend::new(Arc::clone(&cluster));
@@ -192,6 +194,31 @@ async fn run_async(args: &RunArgs) -> Result<Verdict, String> {
     print!("{}", summary(&name, &outcome));
     println!("report: {}", written.dir.join("report.html").display());
     Ok(outcome.status.verdict.unwrap_or(Verdict::Inconclusive))
+}
+
+/// The postgres client's password from the manifest or the environment. (Secrets are only
+/// read in a cluster; validation keeps them out of local runs.)
+fn local_password(spec: &crate::api::ChaosSpec) -> Result<Option<Password>, String> {
+    let Some(source) = spec
+        .workload
+        .as_ref()
+        .and_then(|w| w.postgres.as_ref())
+        .and_then(|p| p.password.as_ref())
+    else {
+        return Ok(None);
+    };
+    match (&source.value, &source.env) {
+        (Some(value), _) => Ok(Some(Password::new(value.clone()))),
+        (None, Some(name)) => match std::env::var(name) {
+            Ok(value) => Ok(Some(Password::new(value))),
+            Err(_) => Err(format!(
+                "spec.workload.postgres.password.env: the environment variable {name} is not set (or not UTF-8)"
+            )),
+        },
+        (None, None) => Err(
+            "spec.workload.postgres.password.secretKeyRef: Secrets are read only in a cluster; a local target takes env or value".into(),
+        ),
+    }
 }
 
 fn random_seed() -> i64 {

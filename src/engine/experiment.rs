@@ -13,16 +13,21 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use k8s_openapi::jiff::Timestamp;
 use tokio::sync::watch;
 
+use super::consistency::{CheckInput, check_recorded};
 use super::generator::{WorkloadCounters, WorkloadPlan, run_workload};
 use super::probe::{ProbeKind, ProbeSample, run_probes, summarize};
+use super::recorded::Recorded;
 use super::timeline::{FaultInstance, Step, Timeline};
+use super::transactions::{TxnPlan, run_transactions};
 use super::verdict::{Decision, decide};
 use crate::api::{
-    self, ChaosSpec, ChaosStatus, ClientKind, ConsistencyAssertion, ConsistencyResult,
-    ConsistencySummary, FaultRecord, MAX_COUNTEREXAMPLE_CHARS, Phase, ReadConsistency,
+    self, ChaosSpec, ChaosStatus, ClientKind, ConsistencyAssertion, FaultRecord, IsolationLevel,
+    Phase, ReadConsistency, Workload,
 };
-use crate::check::{self, CheckOptions, CheckOutcome, History};
-use crate::workload::{KvClient, etcd::EtcdClient, http::HttpKvClient, redis::RedisClient};
+use crate::check::{self, History};
+use crate::workload::etcd::{EtcdClient, EtcdTxnClient};
+use crate::workload::postgres::{Isolation, Password, PostgresTxnClient};
+use crate::workload::{KvClient, TxnClient, http::HttpKvClient, redis::RedisClient};
 
 /// A node of the target as clients see it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -75,6 +80,8 @@ pub struct RunSettings {
     pub record_history: bool,
     /// Print a live progress line on standard error.
     pub progress: bool,
+    /// The postgres client's password, resolved from the spec's source by the caller.
+    pub postgres_password: Option<Password>,
     /// When this turns true the run stops early: every fault is healed at once, the workload
     /// and probes stop, and the check (if it started) is cancelled. The outcome says so.
     pub stop: Option<watch::Receiver<bool>>,
@@ -104,10 +111,8 @@ pub struct FaultSpan {
 pub struct ExperimentOutcome {
     /// The status, in the shape of the CRD's `.status`.
     pub status: ChaosStatus,
-    /// The recorded history.
-    pub history: History,
-    /// The checker's outcome, when consistency was asserted.
-    pub check: Option<CheckOutcome>,
+    /// The recorded history, and the checker's outcome when consistency was asserted.
+    pub recorded: Recorded,
     /// Every availability probe.
     pub probes: Vec<ProbeSample>,
     /// The faults as they happened.
@@ -299,115 +304,31 @@ pub async fn run<B: Backend>(
             Vec::new(),
         )
     });
-    let (ops, workload_error) = match recorded {
-        Ok(ops) => (ops, None),
-        Err(e) => (Vec::new(), Some(e)),
+    let (recorded, workload_error) = match recorded {
+        Ok(recorded) => (Some(recorded), None),
+        Err(e) => (None, Some(e)),
     };
     let ops_per_second =
         counters.done.load(Ordering::Relaxed) as f64 / window.as_secs_f64().max(1e-9);
     progress.finish();
 
-    let mut history = History::new();
-    history.ops = ops;
-    history.model = spec.workload.as_ref().map(|w| check_model(w.model));
-    let consistency_asserted = spec
-        .assertions
-        .as_ref()
-        .is_some_and(|a| a.consistency == ConsistencyAssertion::Linearizable);
-    let mut check_outcome = None;
-    let ok_operations = history
-        .ops
-        .iter()
-        .filter(|op| op.outcome == check::Outcome::Ok)
-        .count();
-    let consistency = match (&spec.workload, consistency_asserted) {
-        (Some(workload), true) if stopped => Some(ConsistencySummary {
-            model: workload_model_name(workload.model),
-            operations: history.ops.len() as i64,
-            indeterminate: history.indeterminate() as i64,
-            result: ConsistencyResult::Unknown,
-            anomaly: Some("the run was stopped before its end; the history was not checked".into()),
-            ..Default::default()
-        }),
-        // A history with holes could be judged wrongly either way: it is not checked.
-        (Some(workload), true) if workload_error.is_some() => Some(ConsistencySummary {
-            model: workload_model_name(workload.model),
-            operations: history.ops.len() as i64,
-            result: ConsistencyResult::Unknown,
-            anomaly: workload_error.clone(),
-            ..Default::default()
-        }),
-        // Without a single definite answer an empty history would pass the check vacuously.
-        (Some(workload), true) if ok_operations == 0 => Some(ConsistencySummary {
-            model: workload_model_name(workload.model),
-            operations: history.ops.len() as i64,
-            indeterminate: history.indeterminate() as i64,
-            result: ConsistencyResult::Unknown,
-            anomaly: Some(format!(
-                "none of the {} operations got a definite answer; nothing to check (is the workload's port right, is the service up?)",
-                history.ops.len()
-            )),
-            ..Default::default()
-        }),
-        (Some(workload), true) => {
-            let mut options = CheckOptions::new(check_model(workload.model));
-            options.timeout = Some(settings.check_timeout);
-            options.max_memory = settings.check_memory;
-            // A stop during the check reaches the search as a cancellation.
-            let cancel = Arc::new(std::sync::atomic::AtomicBool::new(false));
-            options.cancel = Some(Arc::clone(&cancel));
-            let canceller = stop.clone().map(|mut stop| {
-                let cancel = Arc::clone(&cancel);
-                tokio::spawn(async move {
-                    if stop.wait_for(|s| *s).await.is_ok() {
-                        cancel.store(true, Ordering::Relaxed);
-                    }
-                })
-            });
-            let checked_history = history.clone();
-            tracing::info!(
-                operations = history.ops.len(),
-                unknown = history.indeterminate(),
-                "checking the history"
-            );
-            let result = tokio::task::spawn_blocking(move || {
-                check::check_history(&checked_history, &options)
-            })
-            .await;
-            if let Some(canceller) = canceller {
-                canceller.abort();
-            }
-            stopped |= cancel.load(Ordering::Relaxed);
-            Some(match result {
-                Ok(Ok(outcome)) => {
-                    let summary = consistency_summary(&history, &outcome);
-                    check_outcome = Some(outcome);
-                    summary
-                }
-                Ok(Err(e)) => ConsistencySummary {
-                    model: workload_model_name(workload.model),
-                    operations: history.ops.len() as i64,
-                    result: ConsistencyResult::Unknown,
-                    anomaly: Some(format!("history could not be checked: {e}")),
-                    ..Default::default()
-                },
-                Err(e) => ConsistencySummary {
-                    model: workload_model_name(workload.model),
-                    operations: history.ops.len() as i64,
-                    result: ConsistencyResult::Unknown,
-                    anomaly: Some(format!("checker crashed: {e}")),
-                    ..Default::default()
-                },
-            })
+    let mut recorded = recorded.unwrap_or_default();
+    let consistency = match &spec.workload {
+        Some(workload) => {
+            let input = CheckInput {
+                workload,
+                asserted: spec
+                    .assertions
+                    .as_ref()
+                    .map_or(ConsistencyAssertion::None, |a| a.consistency),
+                stopped,
+                workload_error,
+            };
+            let (summary, cancelled) = check_recorded(input, &mut recorded, settings).await;
+            stopped |= cancelled;
+            Some(summary)
         }
-        (Some(workload), false) => Some(ConsistencySummary {
-            model: workload_model_name(workload.model),
-            operations: history.ops.len() as i64,
-            indeterminate: history.indeterminate() as i64,
-            result: ConsistencyResult::Skipped,
-            ..Default::default()
-        }),
-        _ => None,
+        None => None,
     };
     let availability = spec.availability.as_ref().map(|_| {
         summarize(
@@ -463,8 +384,7 @@ pub async fn run<B: Backend>(
     };
     ExperimentOutcome {
         status,
-        history,
-        check: check_outcome,
+        recorded,
         probes,
         spans,
         timeline,
@@ -501,51 +421,95 @@ fn bounded_reasons(mut reasons: Vec<String>) -> Vec<String> {
     reasons
 }
 
-/// The checker's model for the API's model.
-pub fn check_model(model: api::ModelKind) -> check::ModelKind {
+/// The linearizability checker's model for the API's model; `None` for a transactional one.
+pub fn check_model(model: api::ModelKind) -> Option<check::ModelKind> {
     match model {
-        api::ModelKind::Register => check::ModelKind::Register,
-        api::ModelKind::CasRegister => check::ModelKind::CasRegister,
-        api::ModelKind::Kv => check::ModelKind::Kv,
+        api::ModelKind::Register => Some(check::ModelKind::Register),
+        api::ModelKind::CasRegister => Some(check::ModelKind::CasRegister),
+        api::ModelKind::Kv => Some(check::ModelKind::Kv),
+        api::ModelKind::ListAppend | api::ModelKind::RwRegister => None,
     }
 }
 
-fn workload_model_name(model: api::ModelKind) -> String {
-    serde_json::to_value(model)
-        .ok()
-        .and_then(|v| v.as_str().map(str::to_owned))
-        .unwrap_or_default()
-}
-
-fn consistency_summary(history: &History, outcome: &CheckOutcome) -> ConsistencySummary {
-    let (anomaly, counterexample) = match &outcome.counterexample {
-        Some(cx) => {
-            let mut text = check::counterexample::render_text(history, cx, 10);
-            if text.len() > MAX_COUNTEREXAMPLE_CHARS {
-                let mut cut = MAX_COUNTEREXAMPLE_CHARS;
-                while !text.is_char_boundary(cut) {
-                    cut -= 1;
+/// Builds the transactional workload's clients, one per worker (a PostgreSQL session runs
+/// one transaction at a time); worker `w` talks to node `w % nodes`.
+pub fn build_txn_clients(
+    workload: &Workload,
+    nodes: &[NodeAddress],
+    password: Option<&Password>,
+) -> Vec<Arc<dyn TxnClient>> {
+    let http = reqwest::Client::builder()
+        .connect_timeout(workload.timeout.get())
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .expect("a plain HTTP client builds");
+    (0..workload.concurrency.max(1) as usize)
+        .map(|worker| -> Arc<dyn TxnClient> {
+            let node = &nodes[worker % nodes.len()];
+            match (&workload.client, &workload.postgres) {
+                (ClientKind::Postgres, Some(pg)) => {
+                    let mut config = tokio_postgres::Config::new();
+                    config
+                        .host(&node.host)
+                        .port(workload.port.unwrap_or(5432) as u16)
+                        .user(&pg.user)
+                        .dbname(&pg.database)
+                        .application_name("schism")
+                        .connect_timeout(workload.timeout.get());
+                    if let Some(password) = password {
+                        config.password(password.expose());
+                    }
+                    Arc::new(PostgresTxnClient::new(config, isolation(pg.isolation)))
                 }
-                text.truncate(cut);
-                text.push_str("\n… (cut; the full counterexample is in the report)");
+                _ => Arc::new(EtcdTxnClient::new(
+                    http.clone(),
+                    &node.host,
+                    workload.port.unwrap_or(2379) as u16,
+                )),
             }
-            (Some(cx.anomaly.clone()), Some(text))
-        }
-        None => (outcome.unknown_reason.clone(), None),
-    };
-    ConsistencySummary {
-        model: outcome.model.name().to_owned(),
-        operations: outcome.operations as i64,
-        indeterminate: outcome.indeterminate as i64,
-        result: match outcome.verdict {
-            check::Verdict::Linearizable => ConsistencyResult::Linearizable,
-            check::Verdict::NotLinearizable => ConsistencyResult::NotLinearizable,
-            check::Verdict::Unknown => ConsistencyResult::Unknown,
-        },
-        check_millis: outcome.elapsed.as_millis() as i64,
-        anomaly,
-        counterexample,
+        })
+        .collect()
+}
+
+fn isolation(level: IsolationLevel) -> Isolation {
+    match level {
+        IsolationLevel::ReadCommitted => Isolation::ReadCommitted,
+        IsolationLevel::RepeatableRead => Isolation::RepeatableRead,
+        IsolationLevel::Serializable => Isolation::Serializable,
     }
+}
+
+/// Gets every client's store ready (PostgreSQL: its table), retrying while the service is
+/// still starting; gives up after a while with the last error.
+async fn prepare_txn_clients(
+    clients: &[Arc<dyn TxnClient>],
+    timeout: Duration,
+) -> Result<(), String> {
+    let Some(first) = clients.first() else {
+        return Ok(());
+    };
+    let give_up = Instant::now() + (timeout * 10).max(Duration::from_secs(10));
+    loop {
+        match tokio::time::timeout(timeout, first.prepare()).await {
+            Ok(Ok(())) => return Ok(()),
+            Ok(Err(e)) if Instant::now() >= give_up => {
+                return Err(format!("the workload's store could not be prepared: {e}"));
+            }
+            Err(_) if Instant::now() >= give_up => {
+                return Err(format!(
+                    "the workload's store could not be prepared: no answer within {timeout:?}"
+                ));
+            }
+            _ => tokio::time::sleep(Duration::from_millis(200)).await,
+        }
+    }
+}
+
+fn unix_millis() -> u128 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis())
+        .unwrap_or_default()
 }
 
 /// Builds the workload's clients, one per node.
@@ -580,7 +544,8 @@ pub fn build_clients(spec: &ChaosSpec, nodes: &[NodeAddress]) -> Vec<Arc<dyn KvC
                     workload.port.unwrap_or(6379) as u16,
                     integers,
                 )),
-                ClientKind::Http => Arc::new(HttpKvClient::new(
+                // Validated: postgres runs only transactional models, built above.
+                ClientKind::Http | ClientKind::Postgres => Arc::new(HttpKvClient::new(
                     http.clone(),
                     &node.host,
                     workload.port.unwrap_or(80) as u16,
@@ -596,7 +561,7 @@ pub fn build_clients(spec: &ChaosSpec, nodes: &[NodeAddress]) -> Vec<Arc<dyn KvC
 }
 
 /// What the client thread brings back: the history (or why it has holes) and every probe.
-type Observations = (Result<Vec<check::Operation>, String>, Vec<ProbeSample>);
+type Observations = (Result<Recorded, String>, Vec<ProbeSample>);
 
 #[allow(clippy::too_many_arguments)]
 fn spawn_observers(
@@ -613,6 +578,7 @@ fn spawn_observers(
     let nodes = nodes.to_vec();
     let seed = settings.seed;
     let record = settings.record_history;
+    let password = settings.postgres_password.clone();
     std::thread::Builder::new()
         .name("schism-clients".into())
         .spawn(move || {
@@ -656,29 +622,69 @@ fn spawn_observers(
                     ))
                 });
                 let workload = spec.workload.as_ref().map(|w| {
-                    let plan = WorkloadPlan {
-                        concurrency: w.concurrency as usize,
-                        rate: w.rate as u32,
-                        keys: w.keys as usize,
-                        model: w.model,
-                        timeout: w.timeout.get(),
-                        record,
-                    };
-                    let clients = build_clients(&spec, &nodes);
-                    tokio::spawn(run_workload(
-                        clients,
-                        plan,
-                        epoch,
-                        seed,
-                        counters,
-                        workload_stopped,
-                    ))
+                    if let Some(model) = check_model(w.model) {
+                        let plan = WorkloadPlan {
+                            concurrency: w.concurrency as usize,
+                            rate: w.rate as u32,
+                            keys: w.keys as usize,
+                            model,
+                            timeout: w.timeout.get(),
+                            record,
+                        };
+                        let clients = build_clients(&spec, &nodes);
+                        tokio::spawn(async move {
+                            let ops = run_workload(
+                                clients,
+                                plan,
+                                epoch,
+                                seed,
+                                counters,
+                                workload_stopped,
+                            )
+                            .await?;
+                            let mut history = History::new();
+                            history.ops = ops;
+                            history.model = Some(model);
+                            Ok(Recorded::Objects {
+                                history,
+                                check: None,
+                            })
+                        })
+                    } else {
+                        let plan = TxnPlan {
+                            model: super::consistency::txn_model(w.model),
+                            key_prefix: format!("s{seed}-{}/", unix_millis()),
+                            concurrency: w.concurrency as usize,
+                            rate: w.rate as u32,
+                            active_keys: w.keys as usize,
+                            writes_per_key: w.writes_per_key(),
+                            max_steps: w.max_ops_per_txn(),
+                            timeout: w.timeout.get(),
+                        };
+                        let clients = build_txn_clients(w, &nodes, password.as_ref());
+                        tokio::spawn(async move {
+                            prepare_txn_clients(&clients, plan.timeout).await?;
+                            let history = run_transactions(
+                                clients,
+                                plan,
+                                epoch,
+                                seed,
+                                counters,
+                                workload_stopped,
+                            )
+                            .await?;
+                            Ok(Recorded::Transactions {
+                                history,
+                                check: None,
+                            })
+                        })
+                    }
                 });
                 let ops = match workload {
                     Some(task) => task
                         .await
                         .unwrap_or_else(|e| Err(format!("the workload crashed: {e}"))),
-                    None => Ok(Vec::new()),
+                    None => Ok(Recorded::default()),
                 };
                 let samples = match probes {
                     Some(task) => task.await.unwrap_or_default(),

@@ -10,7 +10,7 @@ use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use tokio::sync::watch;
 
-use crate::api::ModelKind;
+use crate::check::ModelKind;
 use crate::check::history::{Call, Operation, Outcome, Value};
 use crate::workload::{Datum, KvClient, OpError, Reply, Request};
 

@@ -1,7 +1,8 @@
 //! The transactional workload: `concurrency` workers, each bound to one node, running
-//! list-append transactions of 1 to `max_steps` micro-operations (about half appends) over a
-//! rotating set of active keys, with values unique per key, and recording every transaction
-//! with monotonic timestamps — the shape of Jepsen's append workload.
+//! list-append (or rw-register) transactions of 1 to `max_steps` micro-operations (about half
+//! appends or writes) over a rotating set of active keys, with values unique per key, and
+//! recording every transaction with monotonic timestamps — the shape of Jepsen's append
+//! workload.
 
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -19,14 +20,19 @@ use crate::workload::{OpError, TxnClient, TxnStep};
 /// What the transactional workload does.
 #[derive(Debug, Clone)]
 pub struct TxnPlan {
+    /// Appends and list reads, or register writes and reads.
+    pub model: TxnModel,
+    /// Put in front of every key name sent to the database (not recorded), so that a run
+    /// never reads what an earlier run wrote.
+    pub key_prefix: String,
     /// Concurrent workers.
     pub concurrency: usize,
     /// Transactions per second, all workers together.
     pub rate: u32,
     /// Keys being written at any time.
     pub active_keys: usize,
-    /// Appends a key takes before a fresh key replaces it, so reads stay short.
-    pub appends_per_key: usize,
+    /// Writes a key takes before a fresh key replaces it, so reads stay short.
+    pub writes_per_key: usize,
     /// Most micro-operations in one transaction.
     pub max_steps: usize,
     /// Per-transaction deadline.
@@ -37,17 +43,17 @@ pub struct TxnPlan {
 struct KeyPool {
     active: Vec<(u64, usize)>,
     next: u64,
-    appends_per_key: usize,
+    writes_per_key: usize,
 }
 
 impl KeyPool {
-    /// A key for the next step; an append counts against the key's budget, and a key that
+    /// A key for the next step; a write counts against the key's budget, and a key that
     /// used it up is replaced by a fresh one.
-    fn pick(&mut self, rng: &mut ChaCha8Rng, append: bool) -> u64 {
+    fn pick(&mut self, rng: &mut ChaCha8Rng, write: bool) -> u64 {
         let slot = rng.random_range(0..self.active.len());
         let (key, used) = self.active[slot];
-        if append {
-            if used + 1 >= self.appends_per_key {
+        if write {
+            if used + 1 >= self.writes_per_key {
                 self.active[slot] = (self.next, 0);
                 self.next += 1;
             } else {
@@ -90,7 +96,7 @@ pub async fn run_transactions(
             .map(|k| (k, 0))
             .collect(),
         next: plan.active_keys.max(1) as u64,
-        appends_per_key: plan.appends_per_key.max(1),
+        writes_per_key: plan.writes_per_key.max(1),
     }));
     let period = Duration::from_secs_f64(plan.concurrency as f64 / f64::from(plan.rate.max(1)));
     let mut workers = Vec::new();
@@ -160,7 +166,7 @@ pub async fn run_transactions(
     }
     let mut all = join_workers(workers, "transactions").await?;
     all.sort_by_key(|r| r.invoke);
-    Ok(to_history(all))
+    Ok(to_history(all, plan.model, &plan.key_prefix))
 }
 
 fn choose_steps(
@@ -173,38 +179,38 @@ fn choose_steps(
     let mut pool = pool.lock().unwrap_or_else(|p| p.into_inner());
     (0..count)
         .map(|_| {
-            let append = rng.random_bool(0.5);
-            let key = txn_key_name(pool.pick(rng, append));
-            if append {
-                TxnStep::Append {
-                    key,
-                    value: next_value.fetch_add(1, Ordering::Relaxed),
-                }
-            } else {
-                TxnStep::Read { key }
+            let write = rng.random_bool(0.5);
+            let key = format!("{}{}", plan.key_prefix, txn_key_name(pool.pick(rng, write)));
+            let value = next_value.fetch_add(i64::from(write), Ordering::Relaxed);
+            match (write, plan.model) {
+                (false, _) => TxnStep::Read { key },
+                (true, TxnModel::ListAppend) => TxnStep::Append { key, value },
+                (true, TxnModel::RwRegister) => TxnStep::Write { key, value },
             }
         })
         .collect()
 }
 
-fn to_history(recorded: Vec<Recorded>) -> TxnHistory {
+fn to_history(recorded: Vec<Recorded>, model: TxnModel, key_prefix: &str) -> TxnHistory {
     let mut history = TxnHistory::new();
-    history.model = Some(TxnModel::ListAppend);
+    history.model = Some(model);
     for r in recorded {
         let ops = r
             .steps
             .iter()
             .enumerate()
             .map(|(i, step)| {
-                let key = history.key(step.key());
+                let name = step.key();
+                let key = history.key(name.strip_prefix(key_prefix).unwrap_or(name));
                 match step {
                     TxnStep::Append { value, .. } => MicroOp::Append { key, value: *value },
+                    TxnStep::Write { value, .. } => MicroOp::Write { key, value: *value },
                     TxnStep::Read { .. } => MicroOp::Read {
                         key,
-                        value: match r.reads.as_ref().and_then(|reads| reads.get(i).cloned()) {
-                            Some(Some(list)) => ReadValue::List(list),
-                            _ => ReadValue::Nil,
-                        },
+                        value: read_value(
+                            model,
+                            r.reads.as_ref().and_then(|reads| reads.get(i).cloned()),
+                        ),
                     },
                 }
             })
@@ -219,4 +225,18 @@ fn to_history(recorded: Vec<Recorded>) -> TxnHistory {
         });
     }
     history
+}
+
+/// What a read step returned, as the model reads it. A register holds a list of at most one
+/// value; a longer list is kept as it is, and the checker rejects it as not a register.
+fn read_value(model: TxnModel, read: Option<Option<Vec<i64>>>) -> ReadValue {
+    match (model, read) {
+        (_, None | Some(None)) => ReadValue::Nil,
+        (TxnModel::ListAppend, Some(Some(list))) => ReadValue::List(list),
+        (TxnModel::RwRegister, Some(Some(list))) => match list[..] {
+            [] => ReadValue::Nil,
+            [value] => ReadValue::Int(value),
+            _ => ReadValue::List(list),
+        },
+    }
 }

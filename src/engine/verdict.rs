@@ -36,6 +36,8 @@ pub struct AssertionCheck {
     pub name: String,
     /// How it came out.
     pub state: AssertionState,
+    /// What shows a failure in full (the counterexample), if there is more than the message.
+    pub detail: Option<String>,
 }
 
 /// Decides the verdict. Any failed assertion makes it Fail; otherwise anything undecided
@@ -60,10 +62,15 @@ pub fn decide(
             } else {
                 AssertionState::Held
             };
-            checks.push(AssertionCheck { name, state });
+            checks.push(AssertionCheck {
+                name,
+                state,
+                detail: None,
+            });
         };
-    if assertions.consistency == ConsistencyAssertion::Linearizable {
+    if assertions.consistency != ConsistencyAssertion::None {
         let before = (failed.len(), undecided.len());
+        let wanted = assertions.consistency.name();
         match consistency {
             None => undecided.push("no history was checked".to_owned()),
             Some(c) if c.operations == c.indeterminate => undecided.push(format!(
@@ -71,17 +78,19 @@ pub fn decide(
                 c.operations
             )),
             Some(c) => match c.result {
-                ConsistencyResult::Linearizable => {}
-                ConsistencyResult::NotLinearizable => failed.push(match &c.anomaly {
-                    Some(anomaly) => {
-                        format!("history is not linearizable ({}): {anomaly}", c.model)
-                    }
-                    None => format!("history is not linearizable ({})", c.model),
-                }),
+                ConsistencyResult::Linearizable | ConsistencyResult::Satisfied => {}
+                ConsistencyResult::NotLinearizable | ConsistencyResult::Violated => {
+                    failed.push(match &c.anomaly {
+                        Some(anomaly) => {
+                            format!("history is not {wanted} ({}): {anomaly}", c.model)
+                        }
+                        None => format!("history is not {wanted} ({})", c.model),
+                    })
+                }
                 ConsistencyResult::Unknown => undecided.push(match &c.anomaly {
                     Some(why) => format!("consistency undecided: {why}"),
                     None => format!(
-                        "the linearizability check ran out of its budget after {} ms",
+                        "the {wanted} check ran out of its budget after {} ms",
                         c.check_millis
                     ),
                 }),
@@ -90,12 +99,7 @@ pub fn decide(
                 }
             },
         }
-        settle(
-            "history is linearizable".to_owned(),
-            &failed,
-            &undecided,
-            before,
-        );
+        settle(format!("history is {wanted}"), &failed, &undecided, before);
     }
     if let Some(min) = assertions.min_availability {
         let before = (failed.len(), undecided.len());
@@ -145,6 +149,13 @@ pub fn decide(
         &undecided,
         before,
     );
+    // The counterexample goes with a failed consistency check, for CI systems that show it.
+    if let Some(check) = checks.first_mut().filter(|c| {
+        assertions.consistency != ConsistencyAssertion::None
+            && matches!(c.state, AssertionState::Failed(_))
+    }) {
+        check.detail = consistency.and_then(|c| c.counterexample.clone());
+    }
     let verdict = if !failed.is_empty() {
         Verdict::Fail
     } else if !undecided.is_empty() {
@@ -278,5 +289,37 @@ mod tests {
             ]
         );
         assert!(d.checks.iter().all(|c| c.state == AssertionState::Held));
+    }
+
+    #[test]
+    fn a_transactional_violation_fails_naming_the_anomaly_with_its_cycle_as_detail() {
+        let assertions = Assertions {
+            consistency: ConsistencyAssertion::Serializable,
+            ..Default::default()
+        };
+        let summary = ConsistencySummary {
+            model: "list-append".into(),
+            checked: Some("serializable".into()),
+            operations: 100,
+            result: ConsistencyResult::Violated,
+            anomaly: Some("G2-item: write skew between T17 and T40".into()),
+            counterexample: Some("T17 rw→ T40 …".into()),
+            ..Default::default()
+        };
+        let d = decide(&assertions, Some(&summary), None, &[]);
+        assert_eq!(d.verdict, Verdict::Fail);
+        assert_eq!(
+            d.reasons,
+            ["history is not serializable (list-append): G2-item: write skew between T17 and T40"]
+        );
+        assert_eq!(d.checks[0].name, "history is serializable");
+        assert_eq!(d.checks[0].detail.as_deref(), Some("T17 rw→ T40 …"));
+        let satisfied = ConsistencySummary {
+            result: ConsistencyResult::Satisfied,
+            ..summary
+        };
+        let d = decide(&assertions, Some(&satisfied), None, &[]);
+        assert_eq!(d.verdict, Verdict::Pass);
+        assert_eq!(d.checks[0].detail, None);
     }
 }

@@ -9,7 +9,9 @@ use maud::{DOCTYPE, Markup, PreEscaped, html};
 
 use crate::api::{Verdict, duration};
 use crate::check::Outcome;
+use crate::check::txn::{TxnHistory, TxnOutcome};
 use crate::engine::experiment::ExperimentOutcome;
+use crate::engine::recorded::Recorded;
 use crate::engine::verdict::AssertionState;
 
 const WIDTH: f64 = 1000.0;
@@ -72,18 +74,54 @@ pub fn render(name: &str, outcome: &ExperimentOutcome) -> String {
                 p.muted { "Shaded bands are fault windows. Probe rows: green answered, red did not. Throughput: green ok, orange unknown outcome, grey failed." }
                 (figures(outcome))
                 (faults_table(outcome))
-                @if let Some(c) = &status.consistency {
+                @if let Recorded::Transactions { history, check: Some(check) } = &outcome.recorded {
+                    (anomalies(history, check))
+                } @else if let Some(c) = &status.consistency {
                     @if let Some(cx) = &c.counterexample {
                         h2 { "Counterexample" }
                         p { (c.anomaly.clone().unwrap_or_default()) }
                         pre { (cx) }
-                        @if outcome.check.is_some() { p { a href="check.html" { "Every operation on a time axis, offending ones highlighted" } } }
+                        p { a href="check.html" { "Every operation on a time axis, offending ones highlighted" } }
                     }
                 }
             }
         }
     };
     page.into_string()
+}
+
+/// Most anomalies drawn in full; every kind is counted.
+const ANOMALIES_DRAWN: usize = 6;
+
+/// The transactional anomalies: what was found and counted, what it rules out, and each
+/// example with its explanation and its cycle drawn.
+fn anomalies(history: &TxnHistory, check: &TxnOutcome) -> Markup {
+    let counts: Vec<String> = check
+        .counts
+        .iter()
+        .map(|(kind, n)| format!("{kind} ×{n}"))
+        .collect();
+    let ruled_out: Vec<&str> = check.ruled_out.iter().map(|m| m.name()).collect();
+    let mut shown: Vec<_> = check.anomalies.iter().collect();
+    shown.sort_by_key(|a| !a.kind.forbidden_by(check.consistency));
+    html! {
+        h2 { "Anomalies" }
+        @if check.anomalies.is_empty() && check.unclassified.is_empty() {
+            p.held { "None found: " (check.transactions) " transactions satisfy " (check.consistency) "." }
+        } @else {
+            p { "Found: " (counts.join(", ")) }
+            @if !ruled_out.is_empty() { p { "Ruled out: " (ruled_out.join(", ")) } }
+            @for u in &check.unclassified {
+                p.undecided { "A dependency cycle of unknown class among " (u.size) " transactions (" (format!("{:?}", u.variant).to_lowercase()) " edges)." }
+            }
+            @for anomaly in shown.iter().take(ANOMALIES_DRAWN) {
+                h3 class=(if anomaly.kind.forbidden_by(check.consistency) { "failed" } else { "muted" }) { (anomaly.summary()) }
+                pre { (anomaly.explanation) }
+                @if !anomaly.cycle.is_empty() { (PreEscaped(crate::check::txn::html::cycle_svg(history, anomaly))) }
+            }
+            p { a href="check.html" { "The checker's page: every anomaly found, with its transactions" } }
+        }
+    }
 }
 
 fn figures(outcome: &ExperimentOutcome) -> Markup {
@@ -101,7 +139,7 @@ fn figures(outcome: &ExperimentOutcome) -> Markup {
             @if let Some(c) = &status.consistency {
                 tr { th colspan="2" { "consistency" } }
                 tr { td { "result" } td { (format!("{:?}", c.result)) } }
-                tr { td { "model" } td { (c.model) } }
+                tr { td { "model" } td { (c.model) @if let Some(checked) = &c.checked { ", checked for " (checked) } } }
                 tr { td { "operations (unknown outcome)" } td { (c.operations) " (" (c.indeterminate) ")" } }
                 tr { td { "check time" } td { (c.check_millis) " ms" } }
             }
@@ -142,9 +180,8 @@ fn timeline_svg(outcome: &ExperimentOutcome) -> Markup {
         .map(|p| p.at + p.latency)
         .chain(
             outcome
-                .history
-                .ops
-                .iter()
+                .recorded
+                .times()
                 .map(|o| Duration::from_nanos(o.complete.unwrap_or(o.invoke))),
         )
         .max()
@@ -187,7 +224,7 @@ fn timeline_svg(outcome: &ExperimentOutcome) -> Markup {
     // Throughput per second, split by outcome.
     let seconds = end.as_secs() as usize + 1;
     let mut buckets = vec![[0u32; 3]; seconds];
-    for op in &outcome.history.ops {
+    for op in outcome.recorded.times() {
         let second = (op.invoke / 1_000_000_000) as usize;
         if let Some(bucket) = buckets.get_mut(second) {
             bucket[match op.outcome {
@@ -224,12 +261,7 @@ fn timeline_svg(outcome: &ExperimentOutcome) -> Markup {
             base -= h;
         }
     }
-    let blocked_op = outcome
-        .check
-        .as_ref()
-        .and_then(|c| c.counterexample.as_ref())
-        .and_then(|cx| outcome.history.ops.get(cx.blocked))
-        .map(|op| Duration::from_nanos(op.invoke));
+    let violation = outcome.recorded.violation_mark();
 
     html! {
         svg xmlns="http://www.w3.org/2000/svg" width=(WIDTH) height=(height) viewBox={"0 0 " (WIDTH) " " (height)} role="img" {
@@ -264,9 +296,9 @@ fn timeline_svg(outcome: &ExperimentOutcome) -> Markup {
             // The end of the chaos window, and the operation the checker could not place.
             line x1=(x(outcome.timeline.window)) y1="18" x2=(x(outcome.timeline.window)) y2=(height - 22.0) stroke="#555" stroke-dasharray="4 3" {}
             text x=(x(outcome.timeline.window) - 4.0) y="12" text-anchor="end" { "window end" }
-            @if let Some(op) = blocked_op {
-                line x1=(x(op)) y1="18" x2=(x(op)) y2=(height - 22.0) stroke="#6a1b9a" stroke-width="1.5" {}
-                text x=(x(op) + 4.0) y=(throughput_top - 4.0) fill="#6a1b9a" { "not linearizable" }
+            @if let Some((op, label)) = &violation {
+                line x1=(x(*op)) y1="18" x2=(x(*op)) y2=(height - 22.0) stroke="#6a1b9a" stroke-width="1.5" {}
+                text x=(x(*op) + 4.0) y=(throughput_top - 4.0) fill="#6a1b9a" { (label) }
             }
             text x="4" y=(throughput_top + 10.0) font-weight="600" { "ops / s" }
             text x="4" y=(throughput_top + 24.0) { "max " (max_bucket) }

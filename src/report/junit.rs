@@ -58,7 +58,10 @@ pub fn render(name: &str, outcome: &ExperimentOutcome) -> String {
             AssertionState::Failed(message) => xml.push_str(&format!(
                 "{case}>\n      <failure message=\"{}\" type=\"assertion\">{}</failure>\n    </testcase>\n",
                 escape(message),
-                escape(&failure_detail(message, outcome))
+                escape(&match &check.detail {
+                    Some(detail) => format!("{message}\n\n{detail}"),
+                    None => message.clone(),
+                })
             )),
             AssertionState::Undecided(message) => xml.push_str(&format!(
                 "{case}>\n      <error message=\"{}\" type=\"inconclusive\">{}</error>\n    </testcase>\n",
@@ -69,18 +72,6 @@ pub fn render(name: &str, outcome: &ExperimentOutcome) -> String {
     }
     xml.push_str("  </testsuite>\n</testsuites>\n");
     xml
-}
-
-fn failure_detail(message: &str, outcome: &ExperimentOutcome) -> String {
-    match outcome
-        .status
-        .consistency
-        .as_ref()
-        .and_then(|c| c.counterexample.as_ref())
-    {
-        Some(cx) if message.contains("linearizable") => format!("{message}\n\n{cx}"),
-        _ => message.to_owned(),
-    }
 }
 
 #[cfg(test)]

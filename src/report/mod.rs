@@ -42,17 +42,10 @@ pub fn write_all(
             .expect("status serializes")
             .as_bytes(),
     )?;
-    write(
-        "history.jsonl",
-        crate::check::formats::write_native(&outcome.history).as_bytes(),
-    )?;
+    write("history.jsonl", outcome.recorded.history_jsonl().as_bytes())?;
     write("junit.xml", junit::render(name, outcome).as_bytes())?;
-    if let Some(check) = &outcome.check {
-        write(
-            "check.html",
-            crate::check::html::render(&outcome.history, check, &format!("{name}: history"))
-                .as_bytes(),
-        )?;
+    if let Some(page) = outcome.recorded.check_page(&format!("{name}: history")) {
+        write("check.html", page.as_bytes())?;
     }
     write("report.html", html::render(name, outcome).as_bytes())?;
     Ok(WrittenReport {

@@ -3,12 +3,13 @@
 //! Keys and values travel base64-encoded; the gateway leaves out zero, false and empty fields,
 //! so a failed transaction has no `succeeded` and a missing key has no `kvs`.
 //!
-//! [`EtcdAppendClient`] runs list-append transactions the way Jepsen's etcd append workload
+//! [`EtcdTxnClient`] runs list-append transactions the way Jepsen's etcd append workload
 //! does: read every key the transaction touches in one etcd transaction (one revision, so
 //! the reads are a snapshot), compute the new lists, and commit them in a second etcd
 //! transaction guarded by each key's `mod_revision`. If any key changed in between, nothing
 //! is written and the transaction definitely failed; a read-only transaction needs no
-//! commit, its snapshot is its serialization point.
+//! commit, its snapshot is its serialization point. Register writes (rw-register) go the
+//! same way, replacing the list with one value.
 
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD as B64;
@@ -152,13 +153,14 @@ impl KvClient for EtcdClient {
     }
 }
 
-/// A list-append client of one etcd member. A key holds its list as JSON text (`[1,2,3]`).
-pub struct EtcdAppendClient {
+/// A transactional client of one etcd member. A key holds its list as JSON text (`[1,2,3]`);
+/// a register write replaces it with a list of one value.
+pub struct EtcdTxnClient {
     http: reqwest::Client,
     base: String,
 }
 
-impl EtcdAppendClient {
+impl EtcdTxnClient {
     /// A client of the member at `host:port`.
     pub fn new(http: reqwest::Client, host: &str, port: u16) -> Self {
         Self {
@@ -219,6 +221,11 @@ impl EtcdAppendClient {
                     written[i] = true;
                     results.push(None);
                 }
+                TxnStep::Write { value, .. } => {
+                    lists[i].0 = vec![*value];
+                    written[i] = true;
+                    results.push(None);
+                }
             }
         }
         if !written.contains(&true) {
@@ -260,7 +267,7 @@ impl EtcdAppendClient {
     }
 }
 
-impl TxnClient for EtcdAppendClient {
+impl TxnClient for EtcdTxnClient {
     fn transact<'a>(&'a self, steps: &'a [TxnStep]) -> TxnFuture<'a> {
         Box::pin(self.run(steps))
     }

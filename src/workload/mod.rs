@@ -96,7 +96,8 @@ pub trait KvClient: Send + Sync {
     fn perform<'a>(&'a self, key: &'a str, request: &'a Request) -> OpFuture<'a>;
 }
 
-/// One step of a transaction over list-append keys.
+/// One step of a transaction. Every key holds a list of integers: list-append transactions
+/// append to it, rw-register transactions overwrite it with a list of one value.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum TxnStep {
     /// Append an integer to the list at a key.
@@ -106,7 +107,14 @@ pub enum TxnStep {
         /// The value, unique per key.
         value: i64,
     },
-    /// Read the whole list at a key.
+    /// Replace the value at a key (a register write): the list becomes `[value]`.
+    Write {
+        /// The key.
+        key: String,
+        /// The value, unique per key.
+        value: i64,
+    },
+    /// Read the whole list at a key (a register's value is a list of zero or one element).
     Read {
         /// The key.
         key: String,
@@ -117,22 +125,27 @@ impl TxnStep {
     /// The key the step addresses.
     pub fn key(&self) -> &str {
         match self {
-            TxnStep::Append { key, .. } | TxnStep::Read { key } => key,
+            TxnStep::Append { key, .. } | TxnStep::Write { key, .. } | TxnStep::Read { key } => key,
         }
     }
 }
 
-/// The boxed future of a transaction: per step, the list a read returned (`None` for an
-/// append). `Err(Failed)` means the transaction certainly did not commit (a conflict, a
+/// The boxed future of a transaction: per step, the list a read returned (`None` for a
+/// write). `Err(Failed)` means the transaction certainly did not commit (a conflict, a
 /// refused connection); `Err(Indeterminate)` that it may have.
 pub type TxnFuture<'a> =
     Pin<Box<dyn Future<Output = Result<Vec<Option<Vec<i64>>>, OpError>> + Send + 'a>>;
 
-/// A client that runs list-append transactions against one node.
+/// A client that runs list-append or rw-register transactions against one node.
 pub trait TxnClient: Send + Sync {
     /// Runs `steps` as one transaction. The caller enforces the deadline by dropping the
     /// future; a dropped transaction has an unknown outcome.
     fn transact<'a>(&'a self, steps: &'a [TxnStep]) -> TxnFuture<'a>;
+
+    /// Gets the store ready for transactions (creates tables, say); nothing by default.
+    fn prepare(&self) -> Pin<Box<dyn Future<Output = Result<(), OpError>> + Send + '_>> {
+        Box::pin(async { Ok(()) })
+    }
 }
 
 /// Classifies a transport error of an HTTP client: nothing was sent when the connection could

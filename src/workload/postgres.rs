@@ -1,7 +1,8 @@
-//! PostgreSQL list-append transactions over one session.
+//! PostgreSQL transactions over one session.
 //!
 //! Each key is a row of `schism_append (k text primary key, v bigint[])`; an append is an
-//! upsert that concatenates, a read selects the array. A transaction runs at the chosen
+//! upsert that concatenates, a register write an upsert that replaces the array with one
+//! value, a read selects the array. A transaction runs at the chosen
 //! isolation level and ends in `COMMIT`. What is known of its outcome:
 //!
 //! * any error before `COMMIT` was sent (a serialization failure, a deadlock, a lost
@@ -45,18 +46,20 @@ const CREATE: &str =
 const READ: &str = "SELECT v FROM schism_append WHERE k = $1";
 const APPEND: &str = "INSERT INTO schism_append (k, v) VALUES ($1, ARRAY[$2::bigint]) \
     ON CONFLICT (k) DO UPDATE SET v = schism_append.v || $2::bigint";
+const WRITE: &str = "INSERT INTO schism_append (k, v) VALUES ($1, ARRAY[$2::bigint]) \
+    ON CONFLICT (k) DO UPDATE SET v = ARRAY[$2::bigint]";
 
 /// One session with a PostgreSQL server.
-pub struct PostgresAppendClient {
+pub struct PostgresTxnClient {
     config: Config,
     isolation: Isolation,
     session: Mutex<Option<Client>>,
 }
 
-impl PostgresAppendClient {
+impl PostgresTxnClient {
     /// A client that connects with `config` (host, port, user, password, database).
     pub fn new(config: Config, isolation: Isolation) -> Self {
-        PostgresAppendClient {
+        PostgresTxnClient {
             config,
             isolation,
             session: Mutex::new(None),
@@ -64,7 +67,7 @@ impl PostgresAppendClient {
     }
 
     /// Creates the table if it is missing.
-    pub async fn prepare(&self) -> Result<(), OpError> {
+    async fn create_table(&self) -> Result<(), OpError> {
         let mut session = self.session.lock().await;
         connect(&self.config, &mut session).await?;
         let client = session.as_ref().expect("connected above");
@@ -125,9 +128,14 @@ impl PostgresAppendClient {
                     };
                     reads.push(Some(list));
                 }
-                TxnStep::Append { key, value } => {
+                TxnStep::Append { key, value } | TxnStep::Write { key, value } => {
+                    let statement = if matches!(step, TxnStep::Append { .. }) {
+                        APPEND
+                    } else {
+                        WRITE
+                    };
                     client
-                        .execute(APPEND, &[key, value])
+                        .execute(statement, &[key, value])
                         .await
                         .map_err(Attempt::Before)?;
                     reads.push(None);
@@ -178,8 +186,36 @@ fn describe(e: &tokio_postgres::Error) -> String {
     }
 }
 
-impl TxnClient for PostgresAppendClient {
+impl TxnClient for PostgresTxnClient {
     fn transact<'a>(&'a self, steps: &'a [TxnStep]) -> TxnFuture<'a> {
         Box::pin(self.run(steps))
+    }
+
+    fn prepare(
+        &self,
+    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = Result<(), OpError>> + Send + '_>> {
+        Box::pin(self.create_table())
+    }
+}
+
+/// A password, kept out of `{:?}` output and so out of logs.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Password(String);
+
+impl Password {
+    /// Wraps `text`.
+    pub fn new(text: String) -> Self {
+        Password(text)
+    }
+
+    /// The password itself, for the connection settings only.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for Password {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Password(<redacted>)")
     }
 }

@@ -55,7 +55,7 @@ pub fn check_spec(spec: &ChaosSpec) -> Vec<Problem> {
         }
     }
     if let Some(workload) = &spec.workload {
-        check_workload(workload, &mut out);
+        check_workload(workload, spec.target.local.is_some(), &mut out);
     }
     if let Some(availability) = &spec.availability {
         check_availability(availability, "spec.availability", &mut out);
@@ -505,8 +505,9 @@ fn check_selection(
     }
 }
 
-fn check_workload(workload: &Workload, out: &mut Vec<Problem>) {
+fn check_workload(workload: &Workload, local: bool, out: &mut Vec<Problem>) {
     let path = "spec.workload";
+    check_transactional_workload(workload, local, out);
     let is_http = workload.client == ClientKind::Http;
     match (&workload.http, is_http) {
         (None, true) => out.push(Problem::new(
@@ -634,12 +635,130 @@ fn check_availability(availability: &Availability, path: &str, out: &mut Vec<Pro
     }
 }
 
+/// The rules of clients and models that run transactions.
+fn check_transactional_workload(workload: &Workload, local: bool, out: &mut Vec<Problem>) {
+    let path = "spec.workload";
+    let transactional = workload.model.is_transactional();
+    let model = workload.model.name();
+    match workload.client {
+        ClientKind::Postgres if !transactional => out.push(Problem::new(
+            &format!("{path}.model"),
+            format!("client postgres runs transactions: model must be list-append or rw-register, not {model}"),
+        )),
+        ClientKind::Redis | ClientKind::Http if transactional => out.push(Problem::new(
+            &format!("{path}.model"),
+            format!("{model} is transactional: it needs client etcd or postgres"),
+        )),
+        _ => {}
+    }
+    if !transactional {
+        for (field, set) in [
+            ("writesPerKey", workload.writes_per_key.is_some()),
+            ("maxOpsPerTxn", workload.max_ops_per_txn.is_some()),
+        ] {
+            if set {
+                out.push(Problem::new(
+                    &format!("{path}.{field}"),
+                    "only allowed with a transactional model (list-append, rw-register)",
+                ));
+            }
+        }
+    }
+    if transactional && workload.read_consistency.is_some() {
+        out.push(Problem::new(
+            &format!("{path}.readConsistency"),
+            "only for single-key models: a transaction's reads run inside the transaction",
+        ));
+    }
+    match (&workload.postgres, workload.client == ClientKind::Postgres) {
+        (None, true) => out.push(Problem::new(
+            &format!("{path}.postgres"),
+            "required for client postgres",
+        )),
+        (Some(_), false) => out.push(Problem::new(
+            &format!("{path}.postgres"),
+            "only allowed with client postgres",
+        )),
+        _ => {}
+    }
+    let Some(password) = workload.postgres.as_ref().and_then(|p| p.password.as_ref()) else {
+        return;
+    };
+    let path = format!("{path}.postgres.password");
+    let set = [
+        password.secret_key_ref.is_some(),
+        password.env.is_some(),
+        password.value.is_some(),
+    ];
+    if set.iter().filter(|s| **s).count() != 1 {
+        out.push(Problem::new(
+            &path,
+            "exactly one of secretKeyRef, env, value must be set",
+        ));
+    } else if local && password.secret_key_ref.is_some() {
+        out.push(Problem::new(
+            &format!("{path}.secretKeyRef"),
+            "Secrets are read only in a cluster; a local target takes env or value",
+        ));
+    } else if !local && password.secret_key_ref.is_none() {
+        let field = if password.env.is_some() {
+            "env"
+        } else {
+            "value"
+        };
+        out.push(Problem::new(
+            &format!("{path}.{field}"),
+            "only for a local target: in a cluster the password comes from a Secret (secretKeyRef), so it is neither in the manifest nor in the runner's environment",
+        ));
+    }
+    if let Some(name) = &password.env
+        && (name.is_empty()
+            || name.starts_with(|c: char| c.is_ascii_digit())
+            || !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_'))
+    {
+        out.push(Problem::new(
+            &format!("{path}.env"),
+            format!("{name:?} is not an environment variable name (letters, digits, _; not starting with a digit)"),
+        ));
+    }
+}
+
 fn check_assertions(spec: &ChaosSpec, out: &mut Vec<Problem>) {
     let Some(assertions) = &spec.assertions else {
         return;
     };
-    if assertions.consistency == ConsistencyAssertion::Linearizable && spec.workload.is_none() {
-        out.push(Problem::new("spec.workload", "required when assertions.consistency is linearizable: the history to check comes from the workload"));
+    let wanted = assertions.consistency;
+    if wanted != ConsistencyAssertion::None && spec.workload.is_none() {
+        out.push(Problem::new(
+            "spec.workload",
+            format!(
+                "required when assertions.consistency is {}: the history to check comes from the workload",
+                wanted.name()
+            ),
+        ));
+    }
+    if let Some(workload) = &spec.workload
+        && wanted != ConsistencyAssertion::None
+        && wanted.is_transactional() != workload.model.is_transactional()
+    {
+        let model = workload.model.name();
+        let why = if workload.model.is_transactional() {
+            format!(
+                "{model} histories are transactions, checked for an isolation level: use read-committed, repeatable-read, snapshot-isolation, serializable or strict-serializable"
+            )
+        } else {
+            format!(
+                "{model} histories are single-key operations, checked for linearizability: use linearizable, or a transactional model (list-append, rw-register) for {}",
+                wanted.name()
+            )
+        };
+        out.push(Problem::new(
+            "spec.assertions.consistency",
+            format!(
+                "{} does not fit workload.model {model}: {why}",
+                wanted.name()
+            ),
+        ));
     }
     let needs_probe: BTreeSet<&str> = [
         assertions.min_availability.map(|_| "minAvailability"),

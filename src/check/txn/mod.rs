@@ -8,7 +8,7 @@
 //! describe for Elle (VLDB 2020).
 //!
 //! * [`history`]: transactions and micro-operations;
-//! * [`formats`]: native JSON Lines and Jepsen EDN;
+//! * [`formats`]: native JSON Lines and Jepsen EDN; [`writer`]: native JSON Lines out;
 //! * [`anomaly`]: anomaly classes, consistency models and what rules out what;
 //! * `list_append`, `rw_register`, `order`: the inference;
 //! * `graph` and `cycles`: the dependency graph and the cycle search.
@@ -40,6 +40,7 @@ mod list_append;
 mod order;
 mod rw_register;
 mod why;
+pub mod writer;
 
 use std::fmt;
 use std::sync::Arc;

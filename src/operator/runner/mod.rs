@@ -15,6 +15,7 @@
 
 pub mod backend;
 pub mod claim;
+pub mod credentials;
 pub mod reinject;
 pub mod report_store;
 pub mod status;
@@ -352,6 +353,18 @@ pub async fn run_runner(
         Ok(target) => target,
         Err(e) => return not_started(&writer, &events, &current, e.reason, e.message).await,
     };
+    let postgres_password = match credentials::password_ref(&chaos.spec) {
+        None => None,
+        Some(reference) => {
+            match credentials::read_password(&client, &args.namespace, reference).await {
+                Ok(password) => Some(password),
+                Err(message) => {
+                    return not_started(&writer, &events, &current, "SecretUnreadable", message)
+                        .await;
+                }
+            }
+        }
+    };
     let names: Vec<String> = target.pods.iter().map(|p| p.name.clone()).collect();
     let plan = match timeline::build(&chaos.spec, &names, seed as u64) {
         Ok(plan) => plan,
@@ -388,6 +401,7 @@ pub async fn run_runner(
         check_memory: args.max_memory,
         record_history: true,
         progress: false,
+        postgres_password,
         stop: Some(stopped),
     };
     let spec = chaos.spec.clone();

@@ -87,18 +87,15 @@ pub fn build(chaos: &Chaos, outcome: &ExperimentOutcome) -> ConfigMap {
     let mut parts: Vec<(&str, Vec<u8>)> = vec![
         (
             HISTORY_KEY,
-            gzip(crate::check::formats::write_native(&outcome.history).as_bytes()),
+            gzip(outcome.recorded.history_jsonl().as_bytes()),
         ),
         (
             REPORT_KEY,
             gzip(crate::report::html::render(&name, outcome).as_bytes()),
         ),
     ];
-    if let Some(check) = &outcome.check {
-        parts.push((
-            CHECK_KEY,
-            gzip(crate::check::html::render(&outcome.history, check, &name).as_bytes()),
-        ));
+    if let Some(page) = outcome.recorded.check_page(&name) {
+        parts.push((CHECK_KEY, gzip(page.as_bytes())));
     }
     for (key, bytes) in parts {
         // base64 grows data by a third on the wire.
