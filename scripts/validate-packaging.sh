@@ -93,6 +93,12 @@ fi
 grep -q "runner.namespaces: \"Not_A_Namespace\" is not a namespace name" "$work/out" \
   || { cat "$work/out" >&2; fail "unexpected error for a bad runner namespace"; }
 echo "== chart refuses runner namespaces that are not namespace names"
+if "$helm" template schism "$chart" --set 'runner.secrets={Not_A_Secret}' >"$work/out" 2>&1; then
+  fail "helm template accepted a runner Secret that is not a Secret name"
+fi
+grep -q "runner.secrets: \"Not_A_Secret\" is not a Secret name" "$work/out" \
+  || { cat "$work/out" >&2; fail "unexpected error for a bad runner Secret name"; }
+echo "== chart refuses runner Secrets that are not Secret names"
 
 # -- Example manifests: Chaos objects against the CRD schema, cluster manifests against the
 # Kubernetes API.

@@ -8,8 +8,6 @@
 
 mod support;
 
-use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -22,103 +20,18 @@ use schism::engine::generator::WorkloadCounters;
 use schism::engine::transactions::{TxnPlan, run_transactions};
 use schism::workload::TxnClient;
 use schism::workload::postgres::{Isolation, PostgresTxnClient};
-use support::{TestNet, postgres_bin, require};
+use support::postgres::{Auth, PostgresServer};
+use support::{TestNet, require};
 
-/// A PostgreSQL server in node 0 of `net`, stopped and deleted on drop.
-struct Server {
-    child: Child,
-    dir: PathBuf,
-}
-
-impl Server {
-    fn start(net: &TestNet) -> Server {
-        let bin = postgres_bin();
-        let dir = std::env::temp_dir().join(format!("schism-pg-{}", net.prefix));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).unwrap();
-        support::run("chown", &["postgres:postgres", dir.to_str().unwrap()]);
-        let data = dir.join("data");
-        // PostgreSQL refuses to run as root: initdb and the server run as `postgres`.
-        let init = Command::new("runuser")
-            .args(["-u", "postgres", "--"])
-            .arg(bin.join("initdb"))
-            .args(["-A", "trust", "-U", "postgres", "--no-sync", "-D"])
-            .arg(&data)
-            .output()
-            .expect("run initdb");
-        assert!(
-            init.status.success(),
-            "initdb: {}",
-            String::from_utf8_lossy(&init.stderr)
-        );
-        // The clients connect from the other namespace, over the test's bridge.
-        let hba = data.join("pg_hba.conf");
-        let mut rules = std::fs::read_to_string(&hba).unwrap();
-        rules.push_str("host all all 10.240.0.0/24 trust\n");
-        std::fs::write(&hba, rules).unwrap();
-        let log = std::fs::File::create(dir.join("server.log")).unwrap();
-        let child = Command::new("ip")
-            .args([
-                "netns",
-                "exec",
-                &net.names[0],
-                "runuser",
-                "-u",
-                "postgres",
-                "--",
-            ])
-            .arg(bin.join("postgres"))
-            .arg("-D")
-            .arg(&data)
-            .args(["-c", &format!("listen_addresses={}", net.ips[0])])
-            .args([
-                "-c",
-                "port=5432",
-                "-c",
-                "fsync=off",
-                "-c",
-                "max_connections=50",
-            ])
-            // Two keys appended in both orders deadlock often; find out in 20 ms, not 1 s.
-            .args(["-c", "deadlock_timeout=20ms"])
-            .args(["-c", &format!("unix_socket_directories={}", dir.display())])
-            .stdout(Stdio::null())
-            .stderr(log)
-            .spawn()
-            .expect("start postgres");
-        Server { child, dir }
-    }
-
-    fn log(&self) -> String {
-        std::fs::read_to_string(self.dir.join("server.log")).unwrap_or_default()
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        // The postmaster writes its pid first in postmaster.pid; signal it there, whatever
-        // the process tree between it and this test looks like. SIGINT is its fast shutdown.
-        let pid = std::fs::read_to_string(self.dir.join("data/postmaster.pid"))
-            .ok()
-            .and_then(|text| text.lines().next()?.trim().parse::<i32>().ok());
-        let alive = |pid: i32| unsafe { libc::kill(pid, 0) } == 0;
-        if let Some(pid) = pid {
-            unsafe { libc::kill(pid, libc::SIGINT) };
-            let deadline = Instant::now() + Duration::from_secs(10);
-            while alive(pid) && Instant::now() < deadline {
-                let _ = self.child.try_wait();
-                std::thread::sleep(Duration::from_millis(50));
-            }
-            if alive(pid) {
-                // Immediate shutdown: it still takes its children with it.
-                unsafe { libc::kill(pid, libc::SIGQUIT) };
-                std::thread::sleep(Duration::from_secs(1));
-            }
-        }
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-        let _ = std::fs::remove_dir_all(&self.dir);
-    }
+/// A PostgreSQL server in node 0 of `net`, trusting every client.
+fn start_server(net: &TestNet) -> PostgresServer {
+    PostgresServer::start(
+        &net.prefix,
+        Some(&net.names[0]),
+        net.ips[0],
+        5432,
+        Auth::Trust,
+    )
 }
 
 fn config(host: &str) -> tokio_postgres::Config {
@@ -190,7 +103,7 @@ fn tally(h: &TxnHistory) -> (usize, usize, usize) {
 /// Runs `work` with a runtime inside node 1 of `net`, once the server accepts sessions.
 fn in_client_namespace<T: Send + 'static>(
     net: &TestNet,
-    server: &Server,
+    server: &PostgresServer,
     work: impl FnOnce(String) -> T + Send + 'static,
 ) -> T {
     let host = net.ips[0].to_string();
@@ -224,7 +137,7 @@ fn in_client_namespace<T: Send + 'static>(
 fn repeatable_read_shows_write_skew_in_every_seeded_run_and_nothing_snapshot_isolation_forbids() {
     require("postgres", &["ip", "runuser", "setpriv", "chown"]);
     let net = TestNet::new(2);
-    let server = Server::start(&net);
+    let server = start_server(&net);
     let histories = in_client_namespace(&net, &server, |host| {
         let rt = tokio::runtime::Builder::new_current_thread()
             .enable_all()
@@ -289,7 +202,7 @@ fn repeatable_read_shows_write_skew_in_every_seeded_run_and_nothing_snapshot_iso
 fn serializable_histories_are_serializable() {
     require("postgres", &["ip", "runuser", "setpriv", "chown"]);
     let net = TestNet::new(2);
-    let server = Server::start(&net);
+    let server = start_server(&net);
     let histories = in_client_namespace(&net, &server, |host| {
         let rt = tokio::runtime::Builder::new_current_thread()
             .enable_all()
@@ -328,7 +241,7 @@ fn serializable_histories_are_serializable() {
 fn register_transactions_are_sound_at_both_levels_and_serializable_at_serializable() {
     require("postgres", &["ip", "runuser", "setpriv", "chown"]);
     let net = TestNet::new(2);
-    let server = Server::start(&net);
+    let server = start_server(&net);
     let histories = in_client_namespace(&net, &server, |host| {
         let rt = tokio::runtime::Builder::new_current_thread()
             .enable_all()

@@ -52,6 +52,8 @@ pub struct ClusterOptions {
     /// Serve HTTPS on this address (a Docker network's gateway, for components in
     /// containers) instead of plain HTTP on loopback.
     pub serve_tls_on: Option<std::net::IpAddr>,
+    /// More `--set` arguments for the chart (`runner.secrets={pg}`, say).
+    pub chart_set: Vec<&'static str>,
 }
 
 impl Default for ClusterOptions {
@@ -64,6 +66,7 @@ impl Default for ClusterOptions {
             image_pull_fails: false,
             chart_values: None,
             serve_tls_on: None,
+            chart_set: Vec::new(),
         }
     }
 }
@@ -146,10 +149,12 @@ impl Cluster {
             NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
         ));
         std::fs::create_dir_all(&dir).unwrap();
-        let manifests = match options.chart_values {
-            Some(values) => chart::render(Some(values), &[]),
-            None => chart::render(None, &[&format!("runner.namespaces={{{NAMESPACE}}}")]),
-        };
+        let prepared = format!("runner.namespaces={{{NAMESPACE}}}");
+        let mut sets: Vec<&str> = options.chart_set.clone();
+        if options.chart_values.is_none() {
+            sets.push(&prepared);
+        }
+        let manifests = chart::render(options.chart_values, &sets);
         chart::install(&server, &chart::rbac(&manifests));
         let (controller_account, controller_namespaces) =
             chart::service_account(&manifests, "controller");

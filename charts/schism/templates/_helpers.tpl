@@ -94,4 +94,9 @@ empty means cluster-wide.
 {{- fail (printf "runner.namespaces: %q is not a namespace name" .) }}
 {{- end }}
 {{- end }}
+{{- range .Values.runner.secrets }}
+{{- if not (regexMatch "^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$" .) }}
+{{- fail (printf "runner.secrets: %q is not a Secret name" .) }}
+{{- end }}
+{{- end }}
 {{- end }}
