@@ -367,3 +367,48 @@ fn etcd_list_append_through_partition_and_kill_is_strict_serializable() {
     assert_outputs_written(&run);
     no_namespaces_left();
 }
+
+#[test]
+fn replica_reads_of_postgres_through_a_partition_fail_strict_serializability_in_real_time() {
+    support::require(
+        "replica_reads_of_postgres_through_a_partition_fail_strict_serializability_in_real_time",
+        &["nft", "ip", "runuser"],
+    );
+    support::postgres_bin();
+    let run = run_example("examples/local/postgres-replica-reads.yaml");
+    assert_eq!(run.result["verdict"], "Fail", "{}", run.stdout);
+    assert_eq!(run.code, 1);
+    let c = &run.result["consistency"];
+    assert_eq!(c["result"], "Violated", "{c}");
+    let types = anomaly_types(&run);
+    assert!(
+        types
+            .iter()
+            .any(|t| t.ends_with("-realtime") || t == "lost-append"),
+        "readers of the replica see the past: {types:?}"
+    );
+    assert!(
+        c["ruledOut"].to_string().contains("strict-serializable"),
+        "{c}"
+    );
+    // The replica was really a replica: it was copied from the primary by its role's init
+    // step and answered the readers (workers 0–3) with what the writers appended.
+    let replica_log = std::fs::read_to_string(run.dir.join("nodes/n2.log")).unwrap();
+    assert!(replica_log.contains("pg_basebackup"), "{replica_log}");
+    let history = std::fs::read_to_string(run.dir.join("history.jsonl")).unwrap();
+    let replica_saw_writes = history.lines().skip(1).any(|line| {
+        let txn: Value = serde_json::from_str(line).unwrap();
+        let reader = txn["process"].as_u64().is_some_and(|p| p % 10 < 4);
+        let read_something = txn["value"].as_array().is_some_and(|ops| {
+            ops.iter()
+                .any(|op| op[0] == "r" && op[2].as_array().is_some_and(|l| !l.is_empty()))
+        });
+        reader && txn["type"] == "ok" && read_something
+    });
+    assert!(
+        replica_saw_writes,
+        "no reader read a write from the replica"
+    );
+    assert_outputs_written(&run);
+    no_namespaces_left();
+}

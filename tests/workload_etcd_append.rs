@@ -69,6 +69,7 @@ fn etcd_list_append_transactions_stay_strict_serializable_through_a_partition_an
                 active_keys: 4,
                 writes_per_key: 16,
                 max_steps: 4,
+                readers: 0,
                 timeout: Duration::from_secs(1),
             };
             run_transactions(

@@ -75,6 +75,7 @@ async fn run_model(
         active_keys: 2,
         writes_per_key: 16,
         max_steps: 4,
+        readers: 0,
         timeout: Duration::from_secs(2),
     };
     let (stop, stopped) = tokio::sync::watch::channel(false);

@@ -247,6 +247,43 @@ pub struct LocalTarget {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(length(min = 1, max = 8192))]
     pub init: Option<String>,
+
+    /// Nodes that play another part (a replica beside its primary): each role names its
+    /// nodes and replaces `command`, `restartCommand` and `init` for them. Nodes start in
+    /// stages: those without a role first, each ready before the next stage, then every
+    /// role's nodes in the order listed — so a replica's `init` can copy its primary
+    /// (`pg_basebackup -h {n1.ip}`). Templates may name any node's address as `{nK.ip}`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 8))]
+    pub roles: Vec<LocalRole>,
+}
+
+/// A part some local nodes play, with commands of their own.
+#[derive(JsonSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct LocalRole {
+    /// The role's name, e.g. `replica`.
+    #[schemars(
+        length(min = 1, max = 63),
+        regex(pattern = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
+    )]
+    pub name: String,
+    /// The nodes that take it, by index (1 is `n1`); a node takes at most one role.
+    #[schemars(length(min = 1, max = 32), inner(range(min = 1, max = 32)))]
+    pub nodes: Vec<i32>,
+    /// Starts these nodes instead of the target's `command`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 8192))]
+    pub command: Option<String>,
+    /// Restarts them after a kill; default this role's `command`, else the target's
+    /// `restartCommand`, else its `command`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 8192))]
+    pub restart_command: Option<String>,
+    /// Their init step instead of the target's `init`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 8192))]
+    pub init: Option<String>,
 }
 
 fn default_peer_format() -> String {
@@ -509,7 +546,8 @@ pub enum SelectionMode {
     validation = Rule::new("(self.client == 'postgres') == has(self.postgres)").message("postgres is required for and only allowed with client postgres"),
     validation = Rule::new("self.client != 'postgres' || (has(self.model) && self.model in ['list-append', 'rw-register'])").message("client postgres runs transactions: model must be list-append or rw-register"),
     validation = Rule::new("!has(self.model) || !(self.model in ['list-append', 'rw-register']) || self.client in ['etcd', 'postgres']").message("transactional models (list-append, rw-register) need client etcd or postgres"),
-    validation = Rule::new("(!has(self.writesPerKey) && !has(self.maxOpsPerTxn)) || (has(self.model) && self.model in ['list-append', 'rw-register'])").message("writesPerKey and maxOpsPerTxn are only allowed with a transactional model"),
+    validation = Rule::new("(!has(self.writesPerKey) && !has(self.maxOpsPerTxn) && !has(self.readers)) || (has(self.model) && self.model in ['list-append', 'rw-register'])").message("writesPerKey, maxOpsPerTxn and readers are only allowed with a transactional model"),
+    validation = Rule::new("!has(self.readers) || self.readers.clients < (has(self.concurrency) ? self.concurrency : 5)").message("readers.clients must leave at least one of the workload's concurrency clients to write"),
     validation = Rule::new("duration(self.timeout) > duration('0s')").message("timeout must be greater than 0")
 )]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
@@ -563,6 +601,24 @@ pub struct Workload {
     /// Connection and isolation settings, for and only for `client: postgres`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub postgres: Option<PostgresWorkload>,
+    /// Transactional models only: clients that run read-only transactions against chosen
+    /// nodes (a replica, say); the other clients run the usual mix against the other nodes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub readers: Option<Readers>,
+}
+
+/// Clients that only read, and the nodes they read from.
+#[derive(JsonSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Readers {
+    /// The nodes they read from: pod names in a cluster, `n1`… locally. Writers use the
+    /// other nodes, so at least one must be left out.
+    #[schemars(length(min = 1, max = 32), inner(length(min = 1, max = 253)))]
+    pub nodes: Vec<String>,
+    /// How many of the workload's `concurrency` clients read; at least one must be left to
+    /// write.
+    #[schemars(range(min = 1, max = 999))]
+    pub clients: i32,
 }
 
 impl Workload {
@@ -596,6 +652,10 @@ pub struct PostgresWorkload {
     /// `serializable` (default).
     #[serde(default)]
     pub isolation: IsolationLevel,
+    /// The isolation level of the `readers`' read-only transactions, default `isolation`. A
+    /// hot standby refuses `serializable`; `repeatable-read` reads one snapshot of it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reader_isolation: Option<IsolationLevel>,
 }
 
 fn default_postgres_database() -> String {

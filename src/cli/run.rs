@@ -9,7 +9,7 @@ use crate::api::{self, Chaos, Verdict};
 use crate::engine::experiment::{self, RunSettings};
 use crate::engine::timeline;
 use crate::local::{
-    LocalBackend, LocalCluster, LocalClusterConfig, ReadyCheck, cleanup_crashed_runs,
+    LocalBackend, LocalCluster, LocalClusterConfig, NodeRole, ReadyCheck, cleanup_crashed_runs,
 };
 use crate::workload::postgres::Password;
 
@@ -131,6 +131,21 @@ fn cluster_config(
     config.env = local.env.clone();
     config.user = local.user.clone();
     config.init = local.init.clone();
+    config.roles = local
+        .roles
+        .iter()
+        .map(|role| NodeRole {
+            name: role.name.clone(),
+            nodes: role
+                .nodes
+                .iter()
+                .map(|n| (*n as usize).saturating_sub(1))
+                .collect(),
+            command: role.command.clone(),
+            restart_command: role.restart_command.clone(),
+            init: role.init.clone(),
+        })
+        .collect();
     config.work_dir = Some(work_dir);
     Ok(config)
 }

@@ -431,21 +431,62 @@ pub fn check_model(model: api::ModelKind) -> Option<check::ModelKind> {
     }
 }
 
+/// Which node each worker of the transactional workload talks to: the readers (the first
+/// `readers.clients` workers) take turns on the reader nodes, the others on the rest.
+pub fn assign_txn_nodes(workload: &Workload, nodes: &[NodeAddress]) -> Result<Vec<usize>, String> {
+    let workers = workload.concurrency.max(1) as usize;
+    let Some(readers) = &workload.readers else {
+        return Ok((0..workers).map(|w| w % nodes.len().max(1)).collect());
+    };
+    let names: Vec<&str> = nodes.iter().map(|n| n.name.as_str()).collect();
+    let mut reading = Vec::new();
+    for (i, wanted) in readers.nodes.iter().enumerate() {
+        match names.iter().position(|n| n == wanted) {
+            Some(index) => reading.push(index),
+            None => {
+                return Err(format!(
+                    "spec.workload.readers.nodes[{i}]: no target node is called {wanted:?} (nodes: {})",
+                    names.join(", ")
+                ));
+            }
+        }
+    }
+    let writing: Vec<usize> = (0..nodes.len()).filter(|n| !reading.contains(n)).collect();
+    if writing.is_empty() {
+        return Err("spec.workload.readers.nodes: names every target node; the writers need one that is not a reader's".into());
+    }
+    let count = (readers.clients.max(0) as usize).min(workers.saturating_sub(1));
+    Ok((0..workers)
+        .map(|w| {
+            if w < count {
+                reading[w % reading.len()]
+            } else {
+                writing[(w - count) % writing.len()]
+            }
+        })
+        .collect())
+}
+
 /// Builds the transactional workload's clients, one per worker (a PostgreSQL session runs
-/// one transaction at a time); worker `w` talks to node `w % nodes`.
+/// one transaction at a time), each bound to its node by [`assign_txn_nodes`].
 pub fn build_txn_clients(
     workload: &Workload,
     nodes: &[NodeAddress],
     password: Option<&Password>,
-) -> Vec<Arc<dyn TxnClient>> {
+) -> Result<Vec<Arc<dyn TxnClient>>, String> {
     let http = reqwest::Client::builder()
         .connect_timeout(workload.timeout.get())
         .redirect(reqwest::redirect::Policy::none())
         .build()
         .expect("a plain HTTP client builds");
-    (0..workload.concurrency.max(1) as usize)
-        .map(|worker| -> Arc<dyn TxnClient> {
-            let node = &nodes[worker % nodes.len()];
+    let readers = workload.readers.as_ref().map_or(0, |r| r.clients as usize);
+    let assigned = assign_txn_nodes(workload, nodes)?;
+    Ok(assigned
+        .into_iter()
+        .enumerate()
+        .map(|(worker, node)| -> Arc<dyn TxnClient> {
+            let node = &nodes[node];
+            let reads_only = worker < readers;
             match (&workload.client, &workload.postgres) {
                 (ClientKind::Postgres, Some(pg)) => {
                     let mut config = tokio_postgres::Config::new();
@@ -459,7 +500,12 @@ pub fn build_txn_clients(
                     if let Some(password) = password {
                         config.password(password.expose());
                     }
-                    Arc::new(PostgresTxnClient::new(config, isolation(pg.isolation)))
+                    if reads_only {
+                        let level = pg.reader_isolation.unwrap_or(pg.isolation);
+                        Arc::new(PostgresTxnClient::new(config, isolation(level)).read_only())
+                    } else {
+                        Arc::new(PostgresTxnClient::new(config, isolation(pg.isolation)))
+                    }
                 }
                 _ => Arc::new(EtcdTxnClient::new(
                     http.clone(),
@@ -468,7 +514,7 @@ pub fn build_txn_clients(
                 )),
             }
         })
-        .collect()
+        .collect())
 }
 
 fn isolation(level: IsolationLevel) -> Isolation {
@@ -660,10 +706,15 @@ fn spawn_observers(
                             writes_per_key: w.writes_per_key(),
                             max_steps: w.max_ops_per_txn(),
                             timeout: w.timeout.get(),
+                            readers: w.readers.as_ref().map_or(0, |r| r.clients as usize),
                         };
                         let clients = build_txn_clients(w, &nodes, password.as_ref());
                         tokio::spawn(async move {
-                            prepare_txn_clients(&clients, plan.timeout).await?;
+                            let clients = clients?;
+                            // A writer prepares the store: readers may be on a read-only
+                            // replica, which gets the table through replication.
+                            let writer = plan.readers.min(clients.len().saturating_sub(1));
+                            prepare_txn_clients(&clients[writer..], plan.timeout).await?;
                             let history = run_transactions(
                                 clients,
                                 plan,
@@ -754,5 +805,50 @@ impl Progress {
         if self.enabled && self.terminal {
             eprintln!();
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn workload(yaml: &str) -> Workload {
+        serde_yaml::from_str(yaml).unwrap()
+    }
+
+    fn nodes(n: usize) -> Vec<NodeAddress> {
+        (1..=n)
+            .map(|i| NodeAddress {
+                name: format!("n{i}"),
+                host: format!("10.0.0.{i}"),
+            })
+            .collect()
+    }
+
+    #[test]
+    fn readers_take_turns_on_their_nodes_and_writers_on_the_others() {
+        let w = workload(
+            "{client: postgres, model: list-append, concurrency: 5, readers: {nodes: [n3], clients: 2}, postgres: {user: u}}",
+        );
+        assert_eq!(assign_txn_nodes(&w, &nodes(3)).unwrap(), [2, 2, 0, 1, 0]);
+        let plain = workload("{client: etcd, model: list-append, concurrency: 4}");
+        assert_eq!(assign_txn_nodes(&plain, &nodes(3)).unwrap(), [0, 1, 2, 0]);
+    }
+
+    #[test]
+    fn readers_of_unknown_or_every_node_are_refused_by_field() {
+        let unknown = workload(
+            "{client: etcd, model: list-append, concurrency: 3, readers: {nodes: [pg-9], clients: 1}}",
+        );
+        let e = assign_txn_nodes(&unknown, &nodes(2)).unwrap_err();
+        assert!(
+            e.starts_with("spec.workload.readers.nodes[0]: no target node is called \"pg-9\""),
+            "{e}"
+        );
+        let all = workload(
+            "{client: etcd, model: list-append, concurrency: 3, readers: {nodes: [n1, n2], clients: 1}}",
+        );
+        let e = assign_txn_nodes(&all, &nodes(2)).unwrap_err();
+        assert!(e.contains("writers need one"), "{e}");
     }
 }

@@ -37,6 +37,8 @@ pub struct TxnPlan {
     pub max_steps: usize,
     /// Per-transaction deadline.
     pub timeout: Duration,
+    /// Workers `0..readers` run read-only transactions (on the nodes their clients talk to).
+    pub readers: usize,
 }
 
 /// The active keys, shared by the workers, and how many appends each was given.
@@ -124,7 +126,8 @@ pub async fn run_transactions(
                 if stopped || *stop.borrow() {
                     break;
                 }
-                let steps = choose_steps(&mut rng, &plan, &pool, &next_value);
+                let read_only = worker < plan.readers;
+                let steps = choose_steps(&mut rng, &plan, &pool, &next_value, read_only);
                 let invoke = epoch.elapsed().as_nanos() as u64;
                 let result = match tokio::time::timeout(plan.timeout, client.transact(&steps)).await
                 {
@@ -174,12 +177,13 @@ fn choose_steps(
     plan: &TxnPlan,
     pool: &Mutex<KeyPool>,
     next_value: &AtomicI64,
+    read_only: bool,
 ) -> Vec<TxnStep> {
     let count = rng.random_range(1..=plan.max_steps.max(1));
     let mut pool = pool.lock().unwrap_or_else(|p| p.into_inner());
     (0..count)
         .map(|_| {
-            let write = rng.random_bool(0.5);
+            let write = !read_only && rng.random_bool(0.5);
             let key = format!("{}{}", plan.key_prefix, txn_key_name(pool.pick(rng, write)));
             let value = next_value.fetch_add(i64::from(write), Ordering::Relaxed);
             match (write, plan.model) {

@@ -282,30 +282,37 @@ impl LocalCluster {
         let cluster = tokio::task::spawn_blocking(move || Self::create(config))
             .await
             .map_err(|_| LocalError::Node("cluster setup task panicked".into()))??;
-        if let Some(init) = cluster.inner.config.init.clone() {
-            // Every node's init step at once; each is waited for off the runtime's threads.
-            let mut waits = Vec::new();
-            for node in 0..cluster.nodes().len() {
-                let this = cluster.node(node)?.clone();
-                let child = cluster.spawn_step(node, &init, "initializing")?;
-                waits.push(tokio::task::spawn_blocking(move || {
-                    finish_init(&this, child)
-                }));
-            }
-            for wait in waits {
-                wait.await
-                    .map_err(|_| LocalError::Node("init task panicked".into()))??;
-            }
+        // Stage by stage (nodes without a role, then each role's): a replica's init step
+        // may copy a primary that must be up already.
+        for stage in cluster.inner.config.stages() {
+            cluster.start_stage(&stage).await?;
         }
-        let starts: Vec<_> = (0..cluster.nodes().len())
-            .map(|node| cluster.start_node_process(node, ClusterState::New))
-            .collect();
-        starts.into_iter().collect::<Result<Vec<()>, _>>()?;
-        let readiness: Vec<_> = (0..cluster.nodes().len())
-            .map(|node| cluster.wait_ready(node))
-            .collect();
-        try_join_all(readiness).await?;
         Ok(cluster)
+    }
+
+    /// Initialises, starts and waits for the nodes of one stage.
+    async fn start_stage(&self, stage: &[usize]) -> Result<(), LocalError> {
+        // Every init step of the stage at once; each is waited for off the runtime's threads.
+        let mut waits = Vec::new();
+        for &node in stage {
+            let Some(init) = self.inner.config.init_template(node).map(str::to_owned) else {
+                continue;
+            };
+            let this = self.node(node)?.clone();
+            let child = self.spawn_step(node, &init, "initializing")?;
+            waits.push(tokio::task::spawn_blocking(move || {
+                finish_init(&this, child)
+            }));
+        }
+        for wait in waits {
+            wait.await
+                .map_err(|_| LocalError::Node("init task panicked".into()))??;
+        }
+        for &node in stage {
+            self.start_node_process(node, ClusterState::New)?;
+        }
+        try_join_all(stage.iter().map(|&node| self.wait_ready(node)).collect()).await?;
+        Ok(())
     }
 
     /// Records, then creates, the run's namespaces and directories (blocking).
@@ -512,11 +519,7 @@ impl LocalCluster {
                 this.name
             )));
         }
-        let config = &inner.config;
-        let template = match (state, &config.restart_command) {
-            (ClusterState::Existing, Some(restart)) => restart,
-            _ => &config.command,
-        };
+        let template = inner.config.start_template(node, state);
         let command = self.node_command(node, template, state, "starting")?;
         let spawner = inner.spawner.lock().unwrap_or_else(|p| p.into_inner());
         let spawner = spawner.as_ref().ok_or(LocalError::TornDown)?;

@@ -12,6 +12,7 @@ mod backend;
 mod cluster;
 mod identity;
 mod record;
+mod roles;
 mod subnet;
 mod template;
 
@@ -22,6 +23,7 @@ use std::time::Duration;
 pub use backend::LocalBackend;
 pub use cluster::{LocalCluster, LocalNode, TeardownHandle};
 pub use record::{CleanupReport, RUNS_DIR, RunCleanup, RunRecord, cleanup_crashed_runs};
+pub use roles::NodeRole;
 pub use subnet::Ipv4Subnet;
 pub use template::ClusterState;
 
@@ -77,6 +79,8 @@ pub struct LocalClusterConfig {
     /// A command template run once per node, to its end, before the node first starts
     /// (`initdb -D {dataDir}/pg`, say); placeholders as in `command`.
     pub init: Option<String>,
+    /// Nodes with commands of their own, started after the others.
+    pub roles: Vec<NodeRole>,
 }
 
 impl LocalClusterConfig {
@@ -97,6 +101,7 @@ impl LocalClusterConfig {
             work_dir: None,
             user: None,
             init: None,
+            roles: Vec::new(),
         }
     }
 }

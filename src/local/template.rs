@@ -95,8 +95,15 @@ pub fn render_command(
     expand(command, &|name| match name {
         "peers" => Some(peers.clone()),
         "clusterState" => Some(state.as_str().to_owned()),
-        other => node_value(other, node),
+        other => node_value(other, node).or_else(|| other_node_ip(other, all_nodes)),
     })
+}
+
+/// `{nK.ip}`: the address of node K (1-based).
+fn other_node_ip(name: &str, all_nodes: &[NodeValues<'_>]) -> Option<String> {
+    let index: usize = name.strip_suffix(".ip")?.strip_prefix('n')?.parse().ok()?;
+    let node = all_nodes.get(index.checked_sub(1)?)?;
+    Some(node.ip.to_string())
 }
 
 /// The shell text to run: `exec` a simple command so the node itself (not a shell around it)
@@ -132,6 +139,21 @@ mod tests {
                 data_dir: "/d/n2",
             },
         ]
+    }
+
+    #[test]
+    fn another_nodes_address_is_rendered_by_its_name() {
+        let all = nodes();
+        let text = render_command(
+            "pg_basebackup -h {n1.ip} -D {dataDir} # {n3.ip}",
+            "{name}",
+            ",",
+            &all[1],
+            &all,
+            ClusterState::New,
+        );
+        // A node that does not exist stays as written (validation refuses it first).
+        assert_eq!(text, "pg_basebackup -h 10.0.0.1 -D /d/n2 # {n3.ip}");
     }
 
     #[test]

@@ -32,11 +32,14 @@ pub enum Isolation {
 }
 
 impl Isolation {
-    fn sql(self) -> &'static str {
-        match self {
-            Isolation::ReadCommitted => "BEGIN ISOLATION LEVEL READ COMMITTED",
-            Isolation::RepeatableRead => "BEGIN ISOLATION LEVEL REPEATABLE READ",
-            Isolation::Serializable => "BEGIN ISOLATION LEVEL SERIALIZABLE",
+    fn sql(self, read_only: bool) -> &'static str {
+        match (self, read_only) {
+            (Isolation::ReadCommitted, false) => "BEGIN ISOLATION LEVEL READ COMMITTED",
+            (Isolation::RepeatableRead, false) => "BEGIN ISOLATION LEVEL REPEATABLE READ",
+            (Isolation::Serializable, false) => "BEGIN ISOLATION LEVEL SERIALIZABLE",
+            (Isolation::ReadCommitted, true) => "BEGIN ISOLATION LEVEL READ COMMITTED READ ONLY",
+            (Isolation::RepeatableRead, true) => "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY",
+            (Isolation::Serializable, true) => "BEGIN ISOLATION LEVEL SERIALIZABLE READ ONLY",
         }
     }
 }
@@ -53,6 +56,7 @@ const WRITE: &str = "INSERT INTO schism_append (k, v) VALUES ($1, ARRAY[$2::bigi
 pub struct PostgresTxnClient {
     config: Config,
     isolation: Isolation,
+    read_only: bool,
     session: Mutex<Option<Client>>,
 }
 
@@ -62,8 +66,15 @@ impl PostgresTxnClient {
         PostgresTxnClient {
             config,
             isolation,
+            read_only: false,
             session: Mutex::new(None),
         }
+    }
+
+    /// The same client, declaring its transactions `READ ONLY` (as a hot standby requires).
+    pub fn read_only(mut self) -> Self {
+        self.read_only = true;
+        self
     }
 
     /// Creates the table if it is missing.
@@ -111,7 +122,7 @@ impl PostgresTxnClient {
         steps: &[TxnStep],
     ) -> Result<Vec<Option<Vec<i64>>>, Attempt> {
         client
-            .batch_execute(self.isolation.sql())
+            .batch_execute(self.isolation.sql(self.read_only))
             .await
             .map_err(Attempt::Before)?;
         let mut reads = Vec::with_capacity(steps.len());

@@ -61,6 +61,7 @@ pub fn check_spec(spec: &ChaosSpec) -> Vec<Problem> {
         check_availability(availability, "spec.availability", &mut out);
     }
     check_assertions(spec, &mut out);
+    check_readers(spec, &mut out);
     out
 }
 
@@ -141,10 +142,11 @@ fn check_local(local: &LocalTarget, out: &mut Vec<Problem>) {
                 "must not be empty",
             ));
         }
-        if let Err(reason) = check_placeholders(template, field == "peerFormat") {
+        if let Err(reason) = check_placeholders(template, field == "peerFormat", local.nodes) {
             out.push(Problem::new(&format!("{path}.{field}"), reason));
         }
     }
+    check_roles(local, out);
     if local.ready.tcp.is_some() == local.ready.http.is_some() {
         out.push(Problem::new(
             &format!("{path}.ready"),
@@ -174,8 +176,105 @@ fn check_local(local: &LocalTarget, out: &mut Vec<Problem>) {
     }
 }
 
+/// The roles of a local target: known nodes, one role per node, unique names, good templates.
+fn check_roles(local: &LocalTarget, out: &mut Vec<Problem>) {
+    let mut taken: BTreeMap<i32, usize> = BTreeMap::new();
+    let mut names: BTreeMap<&str, usize> = BTreeMap::new();
+    for (r, role) in local.roles.iter().enumerate() {
+        let path = format!("spec.target.local.roles[{r}]");
+        if let Some(first) = names.insert(&role.name, r) {
+            out.push(Problem::new(
+                &format!("{path}.name"),
+                format!("{:?} is already the name of roles[{first}]", role.name),
+            ));
+        }
+        if role.nodes.is_empty() {
+            out.push(Problem::new(
+                &format!("{path}.nodes"),
+                "must name at least one node",
+            ));
+        }
+        for (i, &node) in role.nodes.iter().enumerate() {
+            let at = format!("{path}.nodes[{i}]");
+            if node < 1 || node > local.nodes {
+                out.push(Problem::new(
+                    &at,
+                    format!(
+                        "node {node} does not exist: the target has nodes 1 to {}",
+                        local.nodes
+                    ),
+                ));
+            } else if let Some(first) = taken.insert(node, r) {
+                out.push(Problem::new(
+                    &at,
+                    format!(
+                        "node {node} already takes role {:?}; a node takes at most one role",
+                        local.roles[first].name
+                    ),
+                ));
+            }
+        }
+        for (field, template) in [
+            ("command", role.command.as_ref()),
+            ("restartCommand", role.restart_command.as_ref()),
+            ("init", role.init.as_ref()),
+        ] {
+            let Some(template) = template else { continue };
+            if template.trim().is_empty() {
+                out.push(Problem::new(
+                    &format!("{path}.{field}"),
+                    "must not be empty",
+                ));
+            } else if let Err(reason) = check_placeholders(template, false, local.nodes) {
+                out.push(Problem::new(&format!("{path}.{field}"), reason));
+            }
+        }
+    }
+}
+
+/// The workload's readers name nodes that exist (locally) and leave some to the writers.
+fn check_readers(spec: &ChaosSpec, out: &mut Vec<Problem>) {
+    let Some(readers) = spec.workload.as_ref().and_then(|w| w.readers.as_ref()) else {
+        return;
+    };
+    let path = "spec.workload.readers.nodes";
+    let mut seen = BTreeSet::new();
+    for (i, name) in readers.nodes.iter().enumerate() {
+        if !seen.insert(name) {
+            out.push(Problem::new(
+                &format!("{path}[{i}]"),
+                format!("{name:?} is named twice"),
+            ));
+        }
+        if let Some(local) = &spec.target.local {
+            let known = name
+                .strip_prefix('n')
+                .and_then(|k| k.parse::<i32>().ok())
+                .is_some_and(|k| (1..=local.nodes).contains(&k) && *name == format!("n{k}"));
+            if !known {
+                out.push(Problem::new(
+                    &format!("{path}[{i}]"),
+                    format!(
+                        "{name:?} is not a node of the local target: n1 to n{}",
+                        local.nodes
+                    ),
+                ));
+            }
+        }
+    }
+    if let Some(local) = &spec.target.local
+        && seen.len() as i32 >= local.nodes
+    {
+        out.push(Problem::new(
+            path,
+            "names every node: the writers need at least one node that is not a reader's",
+        ));
+    }
+}
+
 /// Checks `{placeholder}`s in a command template; `{{` and `}}` stand for literal braces.
-fn check_placeholders(template: &str, per_peer: bool) -> Result<(), String> {
+/// `{nK.ip}` is node K's address, for K in 1..=`nodes`.
+fn check_placeholders(template: &str, per_peer: bool, nodes: i32) -> Result<(), String> {
     let mut rest = template;
     while let Some(open) = rest.find(['{', '}']) {
         let after = &rest[open + 1..];
@@ -190,6 +289,19 @@ fn check_placeholders(template: &str, per_peer: bool) -> Result<(), String> {
             return Err("has a '{' that is never closed (write {{ for a literal brace)".into());
         };
         let name = &after[..close];
+        if let Some(node) = name
+            .strip_suffix(".ip")
+            .and_then(|n| n.strip_prefix('n'))
+            .and_then(|k| k.parse::<i32>().ok())
+        {
+            if node < 1 || node > nodes {
+                return Err(format!(
+                    "placeholder {{{name}}} names node {node}, but the target has nodes 1 to {nodes}"
+                ));
+            }
+            rest = &after[close + 1..];
+            continue;
+        }
         let allowed = COMMAND_PLACEHOLDERS
             .iter()
             .any(|p| *p == name && !(per_peer && *p == "peers"));
@@ -200,7 +312,7 @@ fn check_placeholders(template: &str, per_peer: bool) -> Result<(), String> {
                 .map(|p| format!("{{{p}}}"))
                 .collect();
             return Err(format!(
-                "unknown placeholder {{{name}}}; known: {}",
+                "unknown placeholder {{{name}}}; known: {}, {{nK.ip}}",
                 known.join(", ")
             ));
         }
@@ -651,10 +763,22 @@ fn check_transactional_workload(workload: &Workload, local: bool, out: &mut Vec<
         )),
         _ => {}
     }
+    if let Some(readers) = &workload.readers
+        && readers.clients >= workload.concurrency
+    {
+        out.push(Problem::new(
+            &format!("{path}.readers.clients"),
+            format!(
+                "is {} but the workload has {} clients: at least one must be left to write",
+                readers.clients, workload.concurrency
+            ),
+        ));
+    }
     if !transactional {
         for (field, set) in [
             ("writesPerKey", workload.writes_per_key.is_some()),
             ("maxOpsPerTxn", workload.max_ops_per_txn.is_some()),
+            ("readers", workload.readers.is_some()),
         ] {
             if set {
                 out.push(Problem::new(
@@ -899,15 +1023,27 @@ mod tests {
 
     #[test]
     fn placeholders_are_checked_and_braces_escape() {
-        assert!(check_placeholders("etcd --name {name} --initial-cluster {peers}", false).is_ok());
-        assert!(check_placeholders("echo '{{literal}}'", false).is_ok());
         assert!(
-            check_placeholders("run {nmae}", false)
+            check_placeholders("etcd --name {name} --initial-cluster {peers}", false, 3).is_ok()
+        );
+        assert!(check_placeholders("echo '{{literal}}'", false, 3).is_ok());
+        assert!(
+            check_placeholders("run {nmae}", false, 3)
                 .unwrap_err()
                 .contains("{nmae}")
         );
-        assert!(check_placeholders("run {name", false).is_err());
-        assert!(check_placeholders("{peers}", true).is_err());
+        assert!(check_placeholders("run {name", false, 3).is_err());
+        assert!(check_placeholders("{peers}", true, 3).is_err());
+    }
+
+    #[test]
+    fn another_nodes_address_must_name_a_node_of_the_target() {
+        assert!(check_placeholders("pg_basebackup -h {n1.ip}", false, 2).is_ok());
+        let e = check_placeholders("pg_basebackup -h {n3.ip}", false, 2).unwrap_err();
+        assert!(
+            e.contains("names node 3, but the target has nodes 1 to 2"),
+            "{e}"
+        );
     }
 
     #[test]
