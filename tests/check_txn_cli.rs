@@ -672,3 +672,19 @@ fn errors_deep_in_a_large_file_name_their_line() {
     let r = expect_report(0, &["--json"], &valid);
     assert_eq!(r["transactions"], 55_000, "{r}");
 }
+
+#[test]
+fn a_history_too_big_for_the_memory_budget_is_unknown_never_an_out_of_memory_kill() {
+    let dir = Dir::new("memory");
+    let path = dir.file("big.jsonl", &interlocking_write_skews(20_000));
+    let r = expect_report(2, &["--json", "--max-memory", "1Mi"], &path);
+    assert_eq!(r["verdict"], "unknown", "{r}");
+    let why = r["unknown_reason"].as_str().unwrap_or_default();
+    assert!(
+        why.contains("more than the memory budget of 1 MiB") && why.contains("--max-memory"),
+        "{why}"
+    );
+    // With room to work the same history is checked, and its write skews found.
+    let r = expect_report(1, &["--json", "--max-memory", "512Mi"], &path);
+    assert_eq!(r["verdict"], "violated", "{r}");
+}

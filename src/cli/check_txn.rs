@@ -22,6 +22,7 @@ pub(super) fn check_file(
     .unwrap_or(TxnModel::ListAppend);
     let mut options = TxnOptions::new(model, args.consistency);
     options.timeout = (!args.timeout.is_zero()).then_some(args.timeout);
+    options.max_memory = args.max_memory;
     let outcome = txn::check(&history, &options).map_err(|e| {
         format!(
             "{}:{}: T{} does not fit the {model} model: {}",

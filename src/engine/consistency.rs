@@ -120,6 +120,7 @@ pub async fn check_recorded(
             let consistency = txn_consistency(input.asserted).expect("validated: transactional");
             let mut options = TxnOptions::new(model, consistency);
             options.timeout = Some(settings.check_timeout);
+            options.max_memory = settings.check_memory;
             options.cancel = Some(Arc::clone(&cancel));
             let checked = history.clone();
             match tokio::task::spawn_blocking(move || txn::check(&checked, &options)).await {

@@ -64,6 +64,10 @@ pub struct TxnOptions {
     pub timeout: Option<Duration>,
     /// Set to stop the check early, as if the time budget ran out.
     pub cancel: Option<Arc<AtomicBool>>,
+    /// Memory the check may use, in bytes (`None`: a share of the process's memory limit,
+    /// as for the linearizability check). A history whose dependency graph would not fit is
+    /// not checked: the verdict is Unknown, never an out-of-memory kill.
+    pub max_memory: Option<usize>,
 }
 
 impl TxnOptions {
@@ -74,6 +78,7 @@ impl TxnOptions {
             consistency,
             timeout: None,
             cancel: None,
+            max_memory: None,
         }
     }
 }
@@ -175,6 +180,31 @@ pub fn check(history: &TxnHistory, options: &TxnOptions) -> Result<TxnOutcome, T
     let n = history.txns.len();
     // Data edges are at most one per micro-operation; order edges about four per transaction.
     let ops: usize = history.txns.iter().map(|t| t.ops.len()).sum();
+    let budget = options
+        .max_memory
+        .unwrap_or_else(crate::check::memory::default_budget);
+    let gauge = crate::check::memory::MemoryGauge::start(budget);
+    let need = estimated_bytes(n, ops);
+    if gauge.exceeds(need, 0) {
+        return Ok(TxnOutcome {
+            verdict: TxnVerdict::Unknown,
+            model: options.model,
+            consistency: options.consistency,
+            transactions: n,
+            indeterminate: history.indeterminate(),
+            anomalies: Vec::new(),
+            counts: Vec::new(),
+            unclassified: Vec::new(),
+            ruled_out: Vec::new(),
+            edges: 0,
+            elapsed: start.elapsed(),
+            unknown_reason: Some(format!(
+                "checking {n} transactions needs about {} MiB, more than the memory budget of {} MiB (raise it with --max-memory, or give the process more memory)",
+                need >> 20,
+                budget >> 20
+            )),
+        });
+    }
     let mut builder = graph::GraphBuilder::new(n, ops + 4 * n);
     let mut findings = findings::Findings::default();
     infer(options.model, history, &mut builder, &mut findings)?;
@@ -273,6 +303,15 @@ pub fn check(history: &TxnHistory, options: &TxnOptions) -> Result<TxnOutcome, T
         elapsed: start.elapsed(),
         unknown_reason,
     })
+}
+
+/// What checking `n` transactions of `ops` micro-operations takes at its peak, roughly: the
+/// edge lists while the graph is built and in its compressed form, the inference's tables
+/// per key and per transaction, and the search's state per node.
+fn estimated_bytes(n: usize, ops: usize) -> usize {
+    (ops + 4 * n)
+        .saturating_mul(48)
+        .saturating_add(n.saturating_mul(64))
 }
 
 /// Whether cycles needing this tier of edges (or a later one) can break `model`: data
