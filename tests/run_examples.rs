@@ -50,6 +50,16 @@ fn run_example_with(example: &str, extra: &[&str]) -> Run {
     }
 }
 
+/// The run's verdict and exit code, with its reasons and summary when they are not.
+fn assert_verdict(run: &Run, verdict: &str, code: i32) {
+    assert_eq!(
+        run.result["verdict"], verdict,
+        "reasons: {}\n{}",
+        run.result["reasons"], run.stdout
+    );
+    assert_eq!(run.code, code, "{}", run.stdout);
+}
+
 fn assert_outputs_written(run: &Run) {
     for file in ["result.json", "history.jsonl", "junit.xml", "report.html"] {
         let path = run.dir.join(file);
@@ -117,12 +127,7 @@ fn three_node_etcd_survives_partition_latency_and_kill_and_passes() {
         &["etcd", "nft", "iptables", "ip"],
     );
     let run = run_example("examples/local/etcd-3node.yaml");
-    assert_eq!(
-        run.result["verdict"], "Pass",
-        "reasons: {}\n{}",
-        run.result["reasons"], run.stdout
-    );
-    assert_eq!(run.code, 0);
+    assert_verdict(&run, "Pass", 0);
     assert_eq!(run.result["consistency"]["result"], "Linearizable");
     let faults = run.result["faults"].as_array().unwrap();
     assert_eq!(
@@ -146,8 +151,7 @@ fn serializable_etcd_reads_under_partition_fail_with_a_stale_read() {
         &["etcd", "nft", "ip"],
     );
     let run = run_example("examples/local/etcd-serializable-reads.yaml");
-    assert_eq!(run.result["verdict"], "Fail", "{}", run.stdout);
-    assert_eq!(run.code, 1);
+    assert_verdict(&run, "Fail", 1);
     assert_eq!(run.result["consistency"]["result"], "NotLinearizable");
     let anomaly = run.result["consistency"]["anomaly"]
         .as_str()
@@ -171,8 +175,7 @@ fn redis_replicas_serve_stale_reads_and_fail() {
         &["redis-server", "nft", "ip"],
     );
     let run = run_example("examples/local/redis-replicas.yaml");
-    assert_eq!(run.result["verdict"], "Fail", "{}", run.stdout);
-    assert_eq!(run.code, 1);
+    assert_verdict(&run, "Fail", 1);
     let anomaly = run.result["consistency"]["anomaly"]
         .as_str()
         .unwrap_or_default();
@@ -190,8 +193,7 @@ fn redis_sentinel_failover_breaks_linearizability() {
         &["redis-server", "nft", "ip"],
     );
     let run = run_example("examples/local/redis-sentinel-failover.yaml");
-    assert_eq!(run.result["verdict"], "Fail", "{}", run.stdout);
-    assert_eq!(run.code, 1);
+    assert_verdict(&run, "Fail", 1);
     // The verdict must come from the consistency check. Which violation the checker names first
     // depends on timing: a lost write when it can prove one from real-time order alone, else
     // the operation no linearization can place (often right after the rejoin).
@@ -311,12 +313,7 @@ fn postgres_at_serializable_passes_strict_serializability_with_a_password() {
     );
     support::postgres_bin();
     let run = run_example("examples/local/postgres-serializable.yaml");
-    assert_eq!(
-        run.result["verdict"], "Pass",
-        "reasons: {}\n{}",
-        run.result["reasons"], run.stdout
-    );
-    assert_eq!(run.code, 0);
+    assert_verdict(&run, "Pass", 0);
     let c = &run.result["consistency"];
     assert_eq!(c["result"], "Satisfied", "{c}");
     assert_eq!(c["checked"], "strict-serializable");
@@ -348,12 +345,7 @@ fn etcd_list_append_through_partition_and_kill_is_strict_serializable() {
         &["etcd", "nft", "iptables", "ip"],
     );
     let run = run_example("examples/local/etcd-list-append.yaml");
-    assert_eq!(
-        run.result["verdict"], "Pass",
-        "reasons: {}\n{}",
-        run.result["reasons"], run.stdout
-    );
-    assert_eq!(run.code, 0);
+    assert_verdict(&run, "Pass", 0);
     let c = &run.result["consistency"];
     assert_eq!(c["result"], "Satisfied", "{c}");
     assert_eq!(c["model"], "list-append");
@@ -376,8 +368,7 @@ fn replica_reads_of_postgres_through_a_partition_fail_strict_serializability_in_
     );
     support::postgres_bin();
     let run = run_example("examples/local/postgres-replica-reads.yaml");
-    assert_eq!(run.result["verdict"], "Fail", "{}", run.stdout);
-    assert_eq!(run.code, 1);
+    assert_verdict(&run, "Fail", 1);
     let c = &run.result["consistency"];
     assert_eq!(c["result"], "Violated", "{c}");
     let types = anomaly_types(&run);
