@@ -34,6 +34,7 @@ async fn run(cluster: &Arc<LocalCluster>, spec_yaml: &str, record: bool) -> (f64
         record_history: record,
         progress: false,
         postgres_password: None,
+        prometheus_url: None,
         stop: None,
     };
     let mut backend = LocalBackend::new(Arc::clone(cluster));

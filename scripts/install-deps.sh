@@ -7,10 +7,11 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 # postgresql-15: the transactional workload's tests run a real server (as the postgres user).
+# prometheus: the Prometheus assertions' tests query a real server the test starts.
 # docker.io and debootstrap: the image is built from the Dockerfile, with base images made
 # from Debian's mirror when no registry answers (scripts/container-images.sh).
 packages=(nftables iptables iproute2 etcd-server etcd-client redis-server iputils-ping python3-venv procps
-  docker.io debootstrap postgresql-15)
+  docker.io debootstrap postgresql-15 prometheus)
 missing=()
 for package in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$package" 2>/dev/null | grep -q "install ok installed" || missing+=("$package")

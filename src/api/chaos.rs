@@ -905,6 +905,78 @@ pub struct Assertions {
     /// Longest time after the last heal until probes succeed again.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_recovery: Option<KubeDuration>,
+    /// PromQL queries that must hold: before the experiment (the steady state; if one does
+    /// not, no fault is injected and the verdict is Inconclusive), sampled through the chaos
+    /// window, or once after recovery. A query that fails, an unreachable server or an
+    /// answer without series decides nothing: Inconclusive, never a pass.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 32))]
+    pub prometheus: Vec<PrometheusAssertion>,
+}
+
+/// One Prometheus assertion: every series its query returns must meet `expect`.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[x_kube(
+    validation = Rule::new("duration(self.interval) >= duration('1s')").message("interval must be at least 1s")
+)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct PrometheusAssertion {
+    /// Its name, unique among the assertions: a JUnit test case and a status entry.
+    #[schemars(
+        length(min = 1, max = 63),
+        regex(pattern = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
+    )]
+    pub name: String,
+    /// Prometheus's base URL, e.g. `http://prometheus.monitoring:9090`; default the
+    /// operator's (the chart's `prometheus.url`), or `schism run --prometheus-url`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 2048), regex(pattern = r"^https?://[^\s]+$"))]
+    pub url: Option<String>,
+    /// A PromQL instant query, e.g. `sum(rate(http_requests_total{code=~"5.."}[30s]))`.
+    #[schemars(length(min = 1, max = 8192))]
+    pub query: String,
+    /// What every series must meet: an operator `<`, `<=`, `>`, `>=`, `==` or `!=` and a
+    /// number, e.g. `< 0.05`.
+    #[schemars(
+        length(min = 2, max = 64),
+        regex(pattern = r"^\s*(<=|>=|==|!=|<|>)\s*[-+]?[0-9.]+([eE][-+]?[0-9]+)?\s*$")
+    )]
+    pub expect: String,
+    /// `before` the experiment, `during` its window (default), or `after` recovery (past
+    /// `maxRecovery`, or a second after the window).
+    #[serde(default)]
+    pub when: PrometheusWhen,
+    /// `during` only: time between samples, default `5s`, at least `1s`.
+    #[serde(default = "default_prometheus_interval")]
+    pub interval: KubeDuration,
+}
+
+fn default_prometheus_interval() -> KubeDuration {
+    KubeDuration::from_secs(5)
+}
+
+/// When a Prometheus assertion is evaluated.
+#[derive(JsonSchema, Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Hash, Default)]
+#[serde(rename_all = "kebab-case")]
+pub enum PrometheusWhen {
+    /// Once, before anything is injected: the steady state.
+    Before,
+    /// At every `interval` through the chaos window.
+    #[default]
+    During,
+    /// Once, after recovery.
+    After,
+}
+
+impl PrometheusWhen {
+    /// `before`, `during` or `after`.
+    pub fn name(self) -> &'static str {
+        match self {
+            PrometheusWhen::Before => "before",
+            PrometheusWhen::During => "during",
+            PrometheusWhen::After => "after",
+        }
+    }
 }
 
 /// The consistency property asserted of the history.

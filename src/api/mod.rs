@@ -5,12 +5,14 @@
 pub mod chaos;
 pub mod crd;
 pub mod duration;
+pub mod expectation;
 pub mod fault_lease;
 pub mod status;
 pub mod validate;
 
 pub use chaos::*;
 pub use duration::KubeDuration;
+pub use expectation::{Comparator, Expectation};
 pub use fault_lease::*;
 pub use status::*;
 

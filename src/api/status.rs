@@ -48,6 +48,9 @@ pub struct ChaosStatus {
     /// Summary of the consistency check.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub consistency: Option<ConsistencySummary>,
+    /// How every Prometheus assertion came out.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub assertions: Vec<AssertionRecord>,
     /// Why the verdict is what it is, one reason a line, e.g. `availability 0.82 < 0.90`.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub reasons: Vec<String>,
@@ -154,6 +157,41 @@ pub const MAX_STATUS_ANOMALIES: usize = 8;
 pub const MAX_CYCLE_STEPS: usize = 12;
 /// Most characters of one transaction's or edge's text kept in status.
 pub const MAX_STEP_CHARS: usize = 400;
+
+/// How one Prometheus assertion came out.
+#[derive(JsonSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct AssertionRecord {
+    /// The assertion's name.
+    pub name: String,
+    /// When it was evaluated: before, during or after.
+    pub when: crate::api::PrometheusWhen,
+    /// Its query.
+    pub query: String,
+    /// What every series had to meet.
+    pub expect: String,
+    /// Samples taken.
+    pub samples: i64,
+    /// The value furthest on the wrong side of the threshold, over every sample.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub worst: Option<f64>,
+    /// Held, Failed or Undecided (an error, no series, no sample).
+    pub result: AssertionResult,
+    /// Why it failed or could not be decided.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+}
+
+/// How an assertion came out.
+#[derive(JsonSchema, Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum AssertionResult {
+    /// Every sample met it.
+    Held,
+    /// A sample did not.
+    Failed,
+    /// It could not be told: a query error, an unreachable server, no series.
+    Undecided,
+}
 
 /// Summary of the consistency check.
 #[derive(JsonSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Default)]

@@ -25,9 +25,12 @@ pub struct ControllerArgs {
     /// Address of /metrics, /healthz and /readyz.
     #[arg(long, default_value = "0.0.0.0:8080")]
     pub metrics_address: SocketAddr,
-    /// Time budget of each linearizability check (in the runner).
+    /// Time budget of each consistency check (in the runner).
     #[arg(long, default_value = "5m", value_parser = parse_duration)]
     pub check_timeout: Duration,
+    /// Prometheus for assertions that name no `url` (passed on to every runner).
+    #[arg(long, value_name = "URL")]
+    pub prometheus_url: Option<String>,
     /// Lead only while holding this coordination Lease (safe with several replicas).
     #[arg(long, default_value = "schism-controller")]
     pub leader_lease: String,
@@ -136,6 +139,7 @@ pub fn run(args: &ControllerArgs, log_json: bool) -> i32 {
             service_account: args.runner_service_account.clone(),
             defaults: args.runner_defaults.clone(),
             check_timeout: args.check_timeout,
+            prometheus_url: args.prometheus_url.clone(),
             max_pods: args.max_pods,
             log_level: std::env::var("RUST_LOG").unwrap_or_else(|_| "info".into()),
             log_json,

@@ -38,6 +38,9 @@ pub struct RunArgs {
     /// Do not record the history (measures what recording costs; no consistency check).
     #[arg(long, hide = true)]
     pub no_history: bool,
+    /// Prometheus for assertions that name no `url`, e.g. http://127.0.0.1:9090.
+    #[arg(long, value_name = "URL")]
+    pub prometheus_url: Option<String>,
 }
 
 fn parse_duration(text: &str) -> Result<Duration, String> {
@@ -194,6 +197,7 @@ async fn run_async(args: &RunArgs) -> Result<Verdict, String> {
         record_history: !args.no_history,
         progress: !args.quiet,
         postgres_password: local_password(spec)?,
+        prometheus_url: args.prometheus_url.clone(),
         stop: None,
     };
     let mut backend = LocalBackend::new(Arc::clone(&cluster));

@@ -16,13 +16,14 @@ use tokio::sync::watch;
 use super::consistency::{CheckInput, check_recorded};
 use super::generator::{WorkloadCounters, WorkloadPlan, run_workload};
 use super::probe::{ProbeKind, ProbeSample, run_probes, summarize};
+use super::prometheus;
 use super::recorded::Recorded;
 use super::timeline::{FaultInstance, Step, Timeline};
 use super::transactions::{TxnPlan, run_transactions};
 use super::verdict::{Decision, decide};
 use crate::api::{
-    self, ChaosSpec, ChaosStatus, ClientKind, ConsistencyAssertion, FaultRecord, IsolationLevel,
-    Phase, ReadConsistency, Workload,
+    self, AssertionResult, ChaosSpec, ChaosStatus, ClientKind, ConsistencyAssertion, FaultRecord,
+    IsolationLevel, Phase, PrometheusAssertion, PrometheusWhen, ReadConsistency, Workload,
 };
 use crate::check::{self, History};
 use crate::workload::etcd::{EtcdClient, EtcdTxnClient};
@@ -82,6 +83,8 @@ pub struct RunSettings {
     pub progress: bool,
     /// The postgres client's password, resolved from the spec's source by the caller.
     pub postgres_password: Option<Password>,
+    /// Where Prometheus assertions without a `url` send their queries.
+    pub prometheus_url: Option<String>,
     /// When this turns true the run stops early: every fault is healed at once, the workload
     /// and probes stop, and the check (if it started) is cancelled. The outcome says so.
     pub stop: Option<watch::Receiver<bool>>,
@@ -113,6 +116,8 @@ pub struct ExperimentOutcome {
     pub status: ChaosStatus,
     /// The recorded history, and the checker's outcome when consistency was asserted.
     pub recorded: Recorded,
+    /// Every Prometheus assertion with its samples.
+    pub prometheus: Vec<prometheus::Sampled>,
     /// Every availability probe.
     pub probes: Vec<ProbeSample>,
     /// The faults as they happened.
@@ -163,7 +168,41 @@ pub async fn run<B: Backend>(
     let nodes = backend.nodes();
     let window = spec.duration.get();
     let start_time = now();
+    let asserted = spec.assertions.clone().unwrap_or_default();
+    let prometheus_http = prometheus::client();
+    let prometheus_url = settings.prometheus_url.as_deref();
+    let of_kind = |when: PrometheusWhen| -> Vec<PrometheusAssertion> {
+        asserted
+            .prometheus
+            .iter()
+            .filter(|a| a.when == when)
+            .cloned()
+            .collect()
+    };
+    // The steady state first: if it does not hold, breaking the system would prove nothing.
+    let before = prometheus::evaluate_once(
+        &prometheus_http,
+        prometheus_url,
+        of_kind(PrometheusWhen::Before),
+        Duration::ZERO,
+    )
+    .await;
+    if before
+        .iter()
+        .any(|s| s.record().result != AssertionResult::Held)
+    {
+        return steady_state_not_met(before, timeline, nodes, settings, start_time);
+    }
     let epoch = Instant::now();
+    let (stop_sampling, sampling_stopped) = watch::channel(false);
+    let during = prometheus::spawn_during(
+        &prometheus_http,
+        prometheus_url,
+        of_kind(PrometheusWhen::During),
+        epoch,
+        epoch + window,
+        sampling_stopped,
+    );
     let (stop_workload, workload_stopped) = watch::channel(false);
     let (stop_probes, probes_stopped) = watch::channel(false);
     let counters = Arc::new(WorkloadCounters::default());
@@ -266,6 +305,7 @@ pub async fn run<B: Backend>(
         stopped = wait_unless_stopped(&mut stop, left).await;
         progress.show("Running", &counters, active);
     }
+    let _ = stop_sampling.send(true);
     let leftovers = backend.heal_all().await;
     // Faults still open when the run stopped early get their notes too.
     for (i, instance) in timeline.instances.iter().enumerate() {
@@ -292,6 +332,24 @@ pub async fn run<B: Backend>(
         progress.show("Recovering", &counters, 0);
     }
     let _ = stop_probes.send(true);
+    let mut sampled = before;
+    for task in during {
+        if let Ok(done) = task.await {
+            sampled.push(done);
+        }
+    }
+    if !stopped {
+        sampled.extend(
+            prometheus::evaluate_once(
+                &prometheus_http,
+                prometheus_url,
+                of_kind(PrometheusWhen::After),
+                epoch.elapsed(),
+            )
+            .await,
+        );
+    }
+    let assertion_records: Vec<_> = sampled.iter().map(prometheus::Sampled::record).collect();
     let (recorded, probes) = tokio::task::spawn_blocking(move || {
         observers
             .join()
@@ -351,9 +409,10 @@ pub async fn run<B: Backend>(
         mut reasons,
         checks,
     } = decide(
-        &spec.assertions.clone().unwrap_or_default(),
+        &asserted,
         consistency.as_ref(),
         availability.as_ref(),
+        &assertion_records,
         &fault_errors,
     );
     if stopped {
@@ -379,12 +438,14 @@ pub async fn run<B: Backend>(
         faults_omitted: (omitted > 0).then_some(omitted as i64),
         availability,
         consistency,
+        assertions: assertion_records,
         reasons,
         ..Default::default()
     };
     ExperimentOutcome {
         status,
         recorded,
+        prometheus: sampled,
         probes,
         spans,
         timeline,
@@ -392,6 +453,48 @@ pub async fn run<B: Backend>(
         ops_per_second,
         checks,
         stopped,
+    }
+}
+
+/// The outcome of an experiment whose steady state did not hold before it: nothing was
+/// injected, no workload ran, and the verdict is Inconclusive.
+fn steady_state_not_met(
+    before: Vec<prometheus::Sampled>,
+    timeline: Timeline,
+    nodes: Vec<NodeAddress>,
+    settings: &RunSettings,
+    start_time: Time,
+) -> ExperimentOutcome {
+    let records: Vec<_> = before.iter().map(prometheus::Sampled::record).collect();
+    let mut reasons = vec![
+        "the steady state did not hold before the experiment; no fault was injected".to_owned(),
+    ];
+    reasons.extend(records.iter().filter_map(|r| r.reason.clone()));
+    let checks = records
+        .iter()
+        .map(super::verdict::prometheus_check)
+        .collect();
+    let status = ChaosStatus {
+        phase: Some(Phase::Completed),
+        verdict: Some(crate::api::Verdict::Inconclusive),
+        seed: Some(settings.seed as i64),
+        start_time: Some(start_time),
+        completion_time: Some(now()),
+        assertions: records,
+        reasons: bounded_reasons(reasons),
+        ..Default::default()
+    };
+    ExperimentOutcome {
+        status,
+        recorded: Recorded::default(),
+        prometheus: before,
+        probes: Vec::new(),
+        spans: Vec::new(),
+        timeline,
+        nodes,
+        ops_per_second: 0.0,
+        checks,
+        stopped: false,
     }
 }
 

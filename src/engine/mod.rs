@@ -5,6 +5,7 @@ pub mod consistency;
 pub mod experiment;
 pub mod generator;
 pub mod probe;
+pub mod prometheus;
 pub mod recorded;
 pub mod timeline;
 pub mod transactions;

@@ -3,8 +3,8 @@
 use std::time::Duration;
 
 use crate::api::{
-    Assertions, AvailabilitySummary, ConsistencyAssertion, ConsistencyResult, ConsistencySummary,
-    Verdict,
+    AssertionRecord, AssertionResult, Assertions, AvailabilitySummary, ConsistencyAssertion,
+    ConsistencyResult, ConsistencySummary, Verdict,
 };
 
 /// The verdict and the reasons a person can act on.
@@ -47,6 +47,7 @@ pub fn decide(
     assertions: &Assertions,
     consistency: Option<&ConsistencySummary>,
     availability: Option<&AvailabilitySummary>,
+    prometheus: &[AssertionRecord],
     fault_errors: &[String],
 ) -> Decision {
     let mut failed = Vec::new();
@@ -139,6 +140,16 @@ pub fn decide(
         }
         settle(format!("recovery <= {max}"), &failed, &undecided, before);
     }
+    for record in prometheus {
+        let before = (failed.len(), undecided.len());
+        match (record.result, &record.reason) {
+            (AssertionResult::Failed, Some(reason)) => failed.push(reason.clone()),
+            (AssertionResult::Undecided, Some(reason)) => undecided.push(reason.clone()),
+            (AssertionResult::Held, _) => {}
+            (_, None) => undecided.push(format!("prometheus {}: no outcome", record.name)),
+        }
+        settle(prometheus_check_name(record), &failed, &undecided, before);
+    }
     let before = (failed.len(), undecided.len());
     for error in fault_errors {
         undecided.push(format!("fault not as planned: {error}"));
@@ -168,6 +179,31 @@ pub fn decide(
         verdict,
         reasons: failed,
         checks,
+    }
+}
+
+/// What a Prometheus assertion's test case is called: `prometheus errors (during): QUERY < 0.05`.
+fn prometheus_check_name(record: &AssertionRecord) -> String {
+    format!(
+        "prometheus {} ({}): {} {}",
+        record.name,
+        record.when.name(),
+        record.query,
+        record.expect.trim()
+    )
+}
+
+/// The check of one Prometheus assertion on its own (when nothing else was decided).
+pub fn prometheus_check(record: &AssertionRecord) -> AssertionCheck {
+    let message = record.reason.clone().unwrap_or_default();
+    AssertionCheck {
+        name: prometheus_check_name(record),
+        state: match record.result {
+            AssertionResult::Held => AssertionState::Held,
+            AssertionResult::Failed => AssertionState::Failed(message),
+            AssertionResult::Undecided => AssertionState::Undecided(message),
+        },
+        detail: None,
     }
 }
 
@@ -203,7 +239,13 @@ mod tests {
             min_availability: Some(0.9),
             ..Default::default()
         };
-        let d = decide(&assertions, None, Some(&availability(0.82, Some(0))), &[]);
+        let d = decide(
+            &assertions,
+            None,
+            Some(&availability(0.82, Some(0))),
+            &[],
+            &[],
+        );
         assert_eq!(d.verdict, Verdict::Fail);
         assert_eq!(
             d.reasons,
@@ -223,6 +265,7 @@ mod tests {
             Some(&consistency(ConsistencyResult::NotLinearizable)),
             None,
             &[],
+            &[],
         );
         assert_eq!(d.verdict, Verdict::Fail);
         assert!(d.reasons[0].contains("stale read"));
@@ -240,6 +283,7 @@ mod tests {
             Some(&consistency(ConsistencyResult::Unknown)),
             None,
             &[],
+            &[],
         );
         assert_eq!(d.verdict, Verdict::Inconclusive);
     }
@@ -251,15 +295,29 @@ mod tests {
             ..Default::default()
         };
         assert_eq!(
-            decide(&assertions, None, Some(&availability(1.0, Some(2500))), &[]).verdict,
+            decide(
+                &assertions,
+                None,
+                Some(&availability(1.0, Some(2500))),
+                &[],
+                &[]
+            )
+            .verdict,
             Verdict::Fail
         );
         assert_eq!(
-            decide(&assertions, None, Some(&availability(1.0, None)), &[]).verdict,
+            decide(&assertions, None, Some(&availability(1.0, None)), &[], &[]).verdict,
             Verdict::Fail
         );
         assert_eq!(
-            decide(&assertions, None, Some(&availability(1.0, Some(1500))), &[]).verdict,
+            decide(
+                &assertions,
+                None,
+                Some(&availability(1.0, Some(1500))),
+                &[],
+                &[]
+            )
+            .verdict,
             Verdict::Pass
         );
     }
@@ -275,6 +333,7 @@ mod tests {
             &assertions,
             Some(&consistency(ConsistencyResult::Linearizable)),
             Some(&availability(0.6, Some(0))),
+            &[],
             &[],
         );
         assert_eq!(d.verdict, Verdict::Pass);
@@ -306,7 +365,7 @@ mod tests {
             counterexample: Some("T17 rw→ T40 …".into()),
             ..Default::default()
         };
-        let d = decide(&assertions, Some(&summary), None, &[]);
+        let d = decide(&assertions, Some(&summary), None, &[], &[]);
         assert_eq!(d.verdict, Verdict::Fail);
         assert_eq!(
             d.reasons,
@@ -318,7 +377,7 @@ mod tests {
             result: ConsistencyResult::Satisfied,
             ..summary
         };
-        let d = decide(&assertions, Some(&satisfied), None, &[]);
+        let d = decide(&assertions, Some(&satisfied), None, &[], &[]);
         assert_eq!(d.verdict, Verdict::Pass);
         assert_eq!(d.checks[0].detail, None);
     }

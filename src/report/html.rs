@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use maud::{DOCTYPE, Markup, PreEscaped, html};
 
-use crate::api::{Verdict, duration};
+use crate::api::{AssertionResult, Verdict, duration};
 use crate::check::Outcome;
 use crate::check::txn::{TxnHistory, TxnOutcome};
 use crate::engine::experiment::ExperimentOutcome;
@@ -73,6 +73,7 @@ pub fn render(name: &str, outcome: &ExperimentOutcome) -> String {
                 (timeline_svg(outcome))
                 p.muted { "Shaded bands are fault windows. Probe rows: green answered, red did not. Throughput: green ok, orange unknown outcome, grey failed." }
                 (figures(outcome))
+                (prometheus_table(outcome))
                 (faults_table(outcome))
                 @if let Recorded::Transactions { history, check: Some(check) } = &outcome.recorded {
                     (anomalies(history, check))
@@ -120,6 +121,65 @@ fn anomalies(history: &TxnHistory, check: &TxnOutcome) -> Markup {
                 @if !anomaly.cycle.is_empty() { (PreEscaped(crate::check::txn::html::cycle_svg(history, anomaly))) }
             }
             p { a href="check.html" { "The checker's page: every anomaly found, with its transactions" } }
+        }
+    }
+}
+
+/// Every Prometheus assertion: how it came out, and its samples over the window.
+fn prometheus_table(outcome: &ExperimentOutcome) -> Markup {
+    if outcome.prometheus.is_empty() {
+        return html! {};
+    }
+    let window = outcome.timeline.window.as_secs_f64().max(1e-3);
+    html! {
+        h2 { "Prometheus assertions" }
+        table {
+            tr { th { "name" } th { "when" } th { "query" } th { "expect" } th { "samples" } th { "worst" } th { "outcome" } th { "over the window" } }
+            @for sampled in &outcome.prometheus {
+                @let record = sampled.record();
+                tr {
+                    td { (record.name) } td { (record.when.name()) } td { code { (record.query) } } td { (record.expect) }
+                    td { (record.samples) } td { (record.worst.map(|w| format!("{w}")).unwrap_or_else(|| "–".into())) }
+                    @match record.result {
+                        AssertionResult::Held => td.held { "held" },
+                        AssertionResult::Failed => td.failed { (record.reason.clone().unwrap_or_default()) },
+                        AssertionResult::Undecided => td.undecided { (record.reason.clone().unwrap_or_default()) },
+                    }
+                    td { (samples_svg(&sampled.samples, window)) }
+                }
+            }
+        }
+    }
+}
+
+/// A small plot of samples over the window: a dot each, red where the expectation failed,
+/// grey where no value could be had.
+fn samples_svg(samples: &[crate::engine::prometheus::Sample], window: f64) -> Markup {
+    let values: Vec<f64> = samples
+        .iter()
+        .filter_map(|s| s.value.clone().ok())
+        .collect();
+    let low = values.iter().copied().fold(f64::INFINITY, f64::min);
+    let high = values.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+    let span = if high > low { high - low } else { 1.0 };
+    let (width, height) = (220.0, 36.0);
+    html! {
+        svg xmlns="http://www.w3.org/2000/svg" width=(width) height=(height) role="img" {
+            rect x="0" y="0" width=(width) height=(height) fill="#fafafa" {}
+            @for s in samples {
+                @let x = 4.0 + (width - 8.0) * (s.at.as_secs_f64() / window).min(1.0);
+                @match &s.value {
+                    Ok(v) => {
+                        @let y = height - 4.0 - (height - 8.0) * ((v - low) / span).clamp(0.0, 1.0);
+                        circle cx=(format!("{x:.1}")) cy=(format!("{y:.1}")) r="2.5" fill=(if s.held { "#43a047" } else { "#e53935" }) {
+                            title { (format!("{:.1}s: {v}", s.at.as_secs_f64())) }
+                        }
+                    }
+                    Err(e) => {
+                        rect x=(format!("{:.1}", x - 2.0)) y=(height / 2.0 - 2.0) width="4" height="4" fill="#9e9e9e" { title { (e) } }
+                    }
+                }
+            }
         }
     }
 }

@@ -365,6 +365,7 @@ pub fn runner_template() -> RunnerTemplate {
         service_account: "schism-runner".into(),
         defaults: Default::default(),
         check_timeout: Duration::from_secs(60),
+        prometheus_url: None,
         max_pods: 10,
         log_level: "info".into(),
         log_json: false,

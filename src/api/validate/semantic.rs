@@ -884,6 +884,36 @@ fn check_assertions(spec: &ChaosSpec, out: &mut Vec<Problem>) {
             ),
         ));
     }
+    let mut names: BTreeMap<&str, usize> = BTreeMap::new();
+    for (i, p) in assertions.prometheus.iter().enumerate() {
+        let path = format!("spec.assertions.prometheus[{i}]");
+        if let Some(first) = names.insert(&p.name, i) {
+            out.push(Problem::new(
+                &format!("{path}.name"),
+                format!("{:?} is already the name of prometheus[{first}]", p.name),
+            ));
+        }
+        if let Err(e) = crate::api::Expectation::parse(&p.expect) {
+            out.push(Problem::new(&format!("{path}.expect"), e));
+        }
+        if p.query.trim().is_empty() {
+            out.push(Problem::new(&format!("{path}.query"), "must not be empty"));
+        }
+        if let Some(url) = &p.url
+            && !(url.starts_with("http://") || url.starts_with("https://"))
+        {
+            out.push(Problem::new(
+                &format!("{path}.url"),
+                format!("{url:?} is not an http:// or https:// URL"),
+            ));
+        }
+        if p.interval.get() < Duration::from_secs(1) {
+            out.push(Problem::new(
+                &format!("{path}.interval"),
+                format!("is {}, must be at least 1s", p.interval),
+            ));
+        }
+    }
     let needs_probe: BTreeSet<&str> = [
         assertions.min_availability.map(|_| "minAvailability"),
         assertions.max_recovery.map(|_| "maxRecovery"),

@@ -38,6 +38,8 @@ pub struct RunnerTemplate {
     pub defaults: RunnerSpec,
     /// The consistency check's time budget.
     pub check_timeout: Duration,
+    /// Where Prometheus assertions without a `url` send their queries.
+    pub prometheus_url: Option<String>,
     /// The most pods one experiment may affect.
     pub max_pods: usize,
     /// `RUST_LOG` of the runner.
@@ -181,6 +183,9 @@ pub fn runner_job(chaos: &Chaos, template: &RunnerTemplate) -> Job {
     if template.log_json {
         args.push("--log-json".into());
     }
+    if let Some(url) = &template.prometheus_url {
+        args.push(format!("--prometheus-url={url}"));
+    }
     let deadline = active_deadline(chaos, template.check_timeout);
     let container = Container {
         name: "runner".into(),
@@ -314,6 +319,7 @@ mod tests {
             )
             .unwrap(),
             check_timeout: Duration::from_secs(300),
+            prometheus_url: None,
             max_pods: 10,
             log_level: "info".into(),
             log_json: false,

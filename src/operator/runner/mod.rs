@@ -66,9 +66,12 @@ pub struct RunnerArgs {
     /// The most pods the experiment may affect; more is an error, never trimmed.
     #[arg(long, default_value_t = 10)]
     pub max_pods: usize,
-    /// Time budget of the linearizability check.
+    /// Time budget of the consistency check.
     #[arg(long, default_value = "5m", value_parser = parse_duration)]
     pub check_timeout: Duration,
+    /// Prometheus for assertions that name no `url`.
+    #[arg(long, value_name = "URL")]
+    pub prometheus_url: Option<String>,
     /// Memory budget of the check (e.g. 512Mi). Default: 60% of this pod's memory limit, less
     /// what the runner already holds.
     #[arg(long, value_name = "SIZE", value_parser = crate::check::memory::parse_size)]
@@ -402,6 +405,7 @@ pub async fn run_runner(
         record_history: true,
         progress: false,
         postgres_password,
+        prometheus_url: args.prometheus_url.clone(),
         stop: Some(stopped),
     };
     let spec = chaos.spec.clone();
