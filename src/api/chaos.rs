@@ -103,6 +103,13 @@ pub struct ChaosSpec {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub assertions: Option<Assertions>,
 
+    /// Guards that end the experiment early when the system is hurt too much: the first
+    /// breach heals every fault at once, ends the chaos window, checks what was recorded so
+    /// far and concludes Fail, saying which guard tripped and when.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 16))]
+    pub abort: Vec<AbortGuard>,
+
     /// The runner pod that carries out the experiment in a cluster (one Job per generation):
     /// its resources, and where it may be scheduled. Unset fields take the operator's defaults
     /// (the Helm chart's `runner` values). Ignored by `schism run`.
@@ -912,6 +919,50 @@ pub struct Assertions {
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[schemars(length(max = 32))]
     pub prometheus: Vec<PrometheusAssertion>,
+}
+
+/// One abort guard: exactly one of `availability`, `probeLatency`, `prometheus`.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[x_kube(
+    validation = Rule::new("(has(self.availability) ? 1 : 0) + (has(self.probeLatency) ? 1 : 0) + (has(self.prometheus) ? 1 : 0) == 1").message("exactly one of availability, probeLatency, prometheus must be set")
+)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct AbortGuard {
+    /// Trips when the probes' success ratio over the last `over` falls below `below` (a
+    /// rolling window, not the ratio since the start, which hardly moves late in a run).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub availability: Option<AvailabilityGuard>,
+    /// Trips when the 99th percentile latency of the probes answered in the last `over`
+    /// exceeds `p99Above`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub probe_latency: Option<LatencyGuard>,
+    /// Trips at the first failed sample of the `during` Prometheus assertion of this name.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 63))]
+    pub prometheus: Option<String>,
+}
+
+/// A floor on the probes' success ratio over a rolling window.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[x_kube(validation = Rule::new("duration(self.over) > duration('0s')").message("over must be greater than 0"))]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct AvailabilityGuard {
+    /// The least share (0–1) of probes that must succeed.
+    #[schemars(range(min = 0.0, max = 1.0))]
+    pub below: f64,
+    /// The window, e.g. `10s`; the guard looks only once a full window has passed.
+    pub over: KubeDuration,
+}
+
+/// A ceiling on the probes' 99th percentile latency over a rolling window.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[x_kube(validation = Rule::new("duration(self.over) > duration('0s')").message("over must be greater than 0"))]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct LatencyGuard {
+    /// The highest 99th percentile latency allowed, e.g. `500ms`.
+    pub p99_above: KubeDuration,
+    /// The window, e.g. `10s`.
+    pub over: KubeDuration,
 }
 
 /// One Prometheus assertion: every series its query returns must meet `expect`.

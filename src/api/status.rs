@@ -48,6 +48,9 @@ pub struct ChaosStatus {
     /// Summary of the consistency check.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub consistency: Option<ConsistencySummary>,
+    /// The abort guard that ended the experiment early, if one did.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub abort: Option<AbortRecord>,
     /// How every Prometheus assertion came out.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub assertions: Vec<AssertionRecord>,
@@ -157,6 +160,21 @@ pub const MAX_STATUS_ANOMALIES: usize = 8;
 pub const MAX_CYCLE_STEPS: usize = 12;
 /// Most characters of one transaction's or edge's text kept in status.
 pub const MAX_STEP_CHARS: usize = 400;
+
+/// An abort: which guard tripped, and when.
+#[derive(JsonSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct AbortRecord {
+    /// The guard, as in spec: `availability`, `probeLatency` or `prometheus NAME`.
+    pub guard: String,
+    /// When it tripped, in milliseconds after the chaos window opened.
+    pub at_millis: i64,
+    /// What it saw, e.g. `availability 0.31 < 0.50 over 10s`.
+    pub reason: String,
+    /// How long after the trip every fault was healed, in milliseconds.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub healed_millis: Option<i64>,
+}
 
 /// How one Prometheus assertion came out.
 #[derive(JsonSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]

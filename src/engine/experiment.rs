@@ -15,6 +15,7 @@ use tokio::sync::watch;
 
 use super::consistency::{CheckInput, check_recorded};
 use super::generator::{WorkloadCounters, WorkloadPlan, run_workload};
+use super::guards::{self, AbortSignal, RollingGuard};
 use super::probe::{ProbeKind, ProbeSample, run_probes, summarize};
 use super::prometheus;
 use super::recorded::Recorded;
@@ -194,6 +195,34 @@ pub async fn run<B: Backend>(
         return steady_state_not_met(before, timeline, nodes, settings, start_time);
     }
     let epoch = Instant::now();
+    // Halted by a stop request or by the first abort guard to trip; only a trip is an abort.
+    let (halt, halted) = watch::channel(false);
+    let halt = Arc::new(halt);
+    let abort = Arc::new(AbortSignal::new(Arc::clone(&halt)));
+    if let Some(mut requested) = settings.stop.clone() {
+        let halt = Arc::clone(&halt);
+        tokio::spawn(async move {
+            if requested.wait_for(|s| *s).await.is_ok() {
+                let _ = halt.send(true);
+            }
+        });
+    }
+    let probe_guards: Vec<RollingGuard> = spec.abort.iter().filter_map(RollingGuard::of).collect();
+    let live_probes = (!probe_guards.is_empty()).then(|| {
+        let (live, samples) = tokio::sync::mpsc::unbounded_channel();
+        tokio::spawn(guards::watch_probes(
+            probe_guards,
+            samples,
+            Arc::clone(&abort),
+            epoch,
+        ));
+        live
+    });
+    let guarded: Vec<String> = spec
+        .abort
+        .iter()
+        .filter_map(|g| g.prometheus.clone())
+        .collect();
     let (stop_sampling, sampling_stopped) = watch::channel(false);
     let during = prometheus::spawn_during(
         &prometheus_http,
@@ -202,6 +231,8 @@ pub async fn run<B: Backend>(
         epoch,
         epoch + window,
         sampling_stopped,
+        &guarded,
+        &abort,
     );
     let (stop_workload, workload_stopped) = watch::channel(false);
     let (stop_probes, probes_stopped) = watch::channel(false);
@@ -215,6 +246,7 @@ pub async fn run<B: Backend>(
         Arc::clone(&counters),
         workload_stopped,
         probes_stopped,
+        live_probes,
     );
 
     let mut spans: Vec<FaultSpan> = timeline
@@ -241,7 +273,7 @@ pub async fn run<B: Backend>(
         .collect();
     let mut progress = Progress::new(settings.progress, epoch, window);
     let mut active = 0usize;
-    let mut stop = settings.stop.clone();
+    let mut stop = Some(halted);
     let mut stopped = false;
     'timeline: for (at, step) in timeline.steps() {
         while epoch.elapsed() < at {
@@ -305,8 +337,18 @@ pub async fn run<B: Backend>(
         stopped = wait_unless_stopped(&mut stop, left).await;
         progress.show("Running", &counters, active);
     }
+    // An abort ends the window, not the run: recovery is measured and the history checked.
+    let mut aborted = abort.tripped();
+    if aborted.is_some() {
+        stop = settings.stop.clone();
+        stopped = stop.as_ref().is_some_and(|s| *s.borrow());
+    }
     let _ = stop_sampling.send(true);
     let leftovers = backend.heal_all().await;
+    if let Some(aborted) = &mut aborted {
+        let healed = epoch.elapsed().as_millis() as i64;
+        aborted.healed_millis = Some((healed - aborted.at_millis).max(0));
+    }
     // Faults still open when the run stopped early get their notes too.
     for (i, instance) in timeline.instances.iter().enumerate() {
         if instance.heal_at.is_some()
@@ -415,6 +457,28 @@ pub async fn run<B: Backend>(
         &assertion_records,
         &fault_errors,
     );
+    if let Some(aborted) = &aborted {
+        verdict = crate::api::Verdict::Fail;
+        reasons.insert(
+            0,
+            format!(
+                "aborted at {:.1}s: {}",
+                aborted.at_millis as f64 / 1e3,
+                aborted.reason
+            ),
+        );
+    }
+    let mut checks = checks;
+    if !spec.abort.is_empty() {
+        checks.push(super::verdict::AssertionCheck {
+            name: "no abort guard tripped".into(),
+            state: match &aborted {
+                Some(a) => super::verdict::AssertionState::Failed(a.reason.clone()),
+                None => super::verdict::AssertionState::Held,
+            },
+            detail: None,
+        });
+    }
     if stopped {
         // What was recorded may still prove a violation; nothing less than Fail is final.
         if verdict == crate::api::Verdict::Pass {
@@ -439,6 +503,7 @@ pub async fn run<B: Backend>(
         availability,
         consistency,
         assertions: assertion_records,
+        abort: aborted,
         reasons,
         ..Default::default()
     };
@@ -722,6 +787,7 @@ fn spawn_observers(
     counters: Arc<WorkloadCounters>,
     workload_stopped: watch::Receiver<bool>,
     probes_stopped: watch::Receiver<bool>,
+    live_probes: Option<tokio::sync::mpsc::UnboundedSender<ProbeSample>>,
 ) -> std::thread::JoinHandle<Observations> {
     let spec = spec.clone();
     let nodes = nodes.to_vec();
@@ -768,6 +834,7 @@ fn spawn_observers(
                         a.timeout.get(),
                         epoch,
                         probes_stopped,
+                        live_probes,
                     ))
                 });
                 let workload = spec.workload.as_ref().map(|w| {

@@ -4,6 +4,7 @@
 pub mod consistency;
 pub mod experiment;
 pub mod generator;
+pub mod guards;
 pub mod probe;
 pub mod prometheus;
 pub mod recorded;

@@ -42,7 +42,8 @@ pub struct ProbeSample {
     pub error: Option<String>,
 }
 
-/// Probes every host until `stop` turns true; returns every sample, in time order.
+/// Probes every host until `stop` turns true; returns every sample, in time order. Each
+/// sample also goes to `live` as soon as it is taken (the abort guards watch them).
 pub async fn run_probes(
     hosts: Vec<String>,
     kind: ProbeKind,
@@ -50,6 +51,7 @@ pub async fn run_probes(
     timeout: Duration,
     epoch: Instant,
     stop: watch::Receiver<bool>,
+    live: Option<tokio::sync::mpsc::UnboundedSender<ProbeSample>>,
 ) -> Vec<ProbeSample> {
     let http = reqwest::Client::builder()
         .timeout(timeout)
@@ -62,6 +64,7 @@ pub async fn run_probes(
         let kind = Arc::clone(&kind);
         let http = http.clone();
         let mut stop = stop.clone();
+        let live = live.clone();
         tasks.push(tokio::spawn(async move {
             // One probe starts at every tick, even while earlier ones still wait for their
             // timeout: the samples then cover time evenly, so the success ratio is the share
@@ -80,19 +83,24 @@ pub async fn run_probes(
                     break;
                 }
                 let (http, host, kind) = (http.clone(), host.clone(), Arc::clone(&kind));
+                let live = live.clone();
                 in_flight.spawn(async move {
                     let at = epoch.elapsed();
                     let started = Instant::now();
                     let result = tokio::time::timeout(timeout, probe_once(&http, &host, &kind))
                         .await
                         .unwrap_or_else(|_| Err(format!("no answer within {timeout:?}")));
-                    ProbeSample {
+                    let sample = ProbeSample {
                         node,
                         at,
                         ok: result.is_ok(),
                         latency: started.elapsed(),
                         error: result.err(),
+                    };
+                    if let Some(live) = &live {
+                        let _ = live.send(sample.clone());
                     }
+                    sample
                 });
             }
             let mut samples = Vec::new();

@@ -4,9 +4,12 @@
 //! `/api/v1/query`. An error, an unreachable server or a query without series decides
 //! nothing: it is never a pass.
 
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
+
+use super::guards::AbortSignal;
 
 use crate::api::{
     AssertionRecord, AssertionResult, Expectation, PrometheusAssertion, PrometheusWhen,
@@ -191,6 +194,7 @@ fn without_url(e: reqwest::Error) -> String {
 
 /// Samples `assertion` every `interval` from now until `until`, or until `stop` turns true;
 /// `epoch` is the opening of the chaos window.
+#[allow(clippy::too_many_arguments)]
 pub async fn sample_during(
     http: reqwest::Client,
     url: String,
@@ -199,6 +203,7 @@ pub async fn sample_during(
     epoch: Instant,
     until: Instant,
     mut stop: tokio::sync::watch::Receiver<bool>,
+    abort: Option<Arc<AbortSignal>>,
 ) -> Vec<Sample> {
     let interval = assertion.interval.get().max(Duration::from_millis(100));
     let mut ticker = tokio::time::interval(interval);
@@ -220,48 +225,22 @@ pub async fn sample_during(
             interval.min(Duration::from_secs(5)),
         )
         .await;
-        samples.push(evaluate(at, answer, &expect));
+        let sample = evaluate(at, answer, &expect);
+        if let (Some(abort), Ok(value)) = (&abort, &sample.value)
+            && !sample.held
+        {
+            abort.trip(
+                format!("prometheus {}", assertion.name),
+                epoch.elapsed(),
+                format!(
+                    "prometheus {}: {} = {value}, expected {expect}",
+                    assertion.name, assertion.query
+                ),
+            );
+        }
+        samples.push(sample);
     }
     samples
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use serde_json::json;
-
-    fn vector(values: &[&str]) -> Value {
-        json!({"status": "success", "data": {"resultType": "vector", "result":
-            values.iter().map(|v| json!({"metric": {}, "value": [1.0, v]})).collect::<Vec<_>>()}})
-    }
-
-    #[test]
-    fn every_series_must_hold_and_the_worst_is_kept() {
-        let expect = Expectation::parse("< 0.5").unwrap();
-        let s = evaluate(Duration::ZERO, Ok(vector(&["0.1", "0.7", "0.2"])), &expect);
-        assert!(!s.held);
-        assert_eq!(s.value, Ok(0.7));
-        assert_eq!(s.series, 3);
-        let s = evaluate(Duration::ZERO, Ok(vector(&["0.1", "0.2"])), &expect);
-        assert!(s.held);
-        assert_eq!(s.value, Ok(0.2));
-    }
-
-    #[test]
-    fn no_series_an_error_or_nan_decides_nothing() {
-        let expect = Expectation::parse("< 0.5").unwrap();
-        let empty = evaluate(Duration::ZERO, Ok(vector(&[])), &expect);
-        assert_eq!(empty.value, Err("the query returned no series".into()));
-        let error =
-            json!({"status": "error", "errorType": "bad_data", "error": "parse error at char 3"});
-        let bad = evaluate(Duration::ZERO, Ok(error), &expect);
-        assert!(bad.value.unwrap_err().contains("bad_data: parse error"));
-        let nan = evaluate(Duration::ZERO, Ok(vector(&["NaN"])), &expect);
-        assert!(!nan.held, "NaN meets no threshold");
-        let scalar =
-            json!({"status": "success", "data": {"resultType": "scalar", "result": [1.0, "0.3"]}});
-        assert!(evaluate(Duration::ZERO, Ok(scalar), &expect).held);
-    }
 }
 
 /// An assertion and every sample taken of it.
@@ -336,6 +315,8 @@ pub async fn evaluate_once(
 
 /// Samples every `during` assertion at its interval until the window closes (`until`) or
 /// `stop` turns true; one task each.
+/// A breach of an assertion named in `guarded` trips `abort`.
+#[allow(clippy::too_many_arguments)]
 pub fn spawn_during(
     http: &reqwest::Client,
     default_url: Option<&str>,
@@ -343,6 +324,8 @@ pub fn spawn_during(
     epoch: Instant,
     until: Instant,
     stop: tokio::sync::watch::Receiver<bool>,
+    guarded: &[String],
+    abort: &Arc<AbortSignal>,
 ) -> Vec<tokio::task::JoinHandle<Sampled>> {
     assertions
         .into_iter()
@@ -350,11 +333,21 @@ pub fn spawn_during(
             let http = http.clone();
             let url = url_of(&assertion, default_url);
             let stop = stop.clone();
+            let abort = guarded.contains(&assertion.name).then(|| Arc::clone(abort));
             tokio::spawn(async move {
                 let samples = match (url, Expectation::parse(&assertion.expect)) {
                     (Ok(url), Ok(expect)) => {
-                        sample_during(http, url, assertion.clone(), expect, epoch, until, stop)
-                            .await
+                        sample_during(
+                            http,
+                            url,
+                            assertion.clone(),
+                            expect,
+                            epoch,
+                            until,
+                            stop,
+                            abort,
+                        )
+                        .await
                     }
                     (Err(e), Ok(expect)) => {
                         vec![evaluate(epoch.elapsed(), Err(e), &expect)]
@@ -365,4 +358,43 @@ pub fn spawn_during(
             })
         })
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn vector(values: &[&str]) -> Value {
+        json!({"status": "success", "data": {"resultType": "vector", "result":
+            values.iter().map(|v| json!({"metric": {}, "value": [1.0, v]})).collect::<Vec<_>>()}})
+    }
+
+    #[test]
+    fn every_series_must_hold_and_the_worst_is_kept() {
+        let expect = Expectation::parse("< 0.5").unwrap();
+        let s = evaluate(Duration::ZERO, Ok(vector(&["0.1", "0.7", "0.2"])), &expect);
+        assert!(!s.held);
+        assert_eq!(s.value, Ok(0.7));
+        assert_eq!(s.series, 3);
+        let s = evaluate(Duration::ZERO, Ok(vector(&["0.1", "0.2"])), &expect);
+        assert!(s.held);
+        assert_eq!(s.value, Ok(0.2));
+    }
+
+    #[test]
+    fn no_series_an_error_or_nan_decides_nothing() {
+        let expect = Expectation::parse("< 0.5").unwrap();
+        let empty = evaluate(Duration::ZERO, Ok(vector(&[])), &expect);
+        assert_eq!(empty.value, Err("the query returned no series".into()));
+        let error =
+            json!({"status": "error", "errorType": "bad_data", "error": "parse error at char 3"});
+        let bad = evaluate(Duration::ZERO, Ok(error), &expect);
+        assert!(bad.value.unwrap_err().contains("bad_data: parse error"));
+        let nan = evaluate(Duration::ZERO, Ok(vector(&["NaN"])), &expect);
+        assert!(!nan.held, "NaN meets no threshold");
+        let scalar =
+            json!({"status": "success", "data": {"resultType": "scalar", "result": [1.0, "0.3"]}});
+        assert!(evaluate(Duration::ZERO, Ok(scalar), &expect).held);
+    }
 }

@@ -62,7 +62,75 @@ pub fn check_spec(spec: &ChaosSpec) -> Vec<Problem> {
     }
     check_assertions(spec, &mut out);
     check_readers(spec, &mut out);
+    check_abort(spec, &mut out);
     out
+}
+
+/// Abort guards: one kind each, a window inside the experiment, and what they watch exists.
+fn check_abort(spec: &ChaosSpec, out: &mut Vec<Problem>) {
+    for (i, guard) in spec.abort.iter().enumerate() {
+        let path = format!("spec.abort[{i}]");
+        let kinds = [
+            guard.availability.is_some(),
+            guard.probe_latency.is_some(),
+            guard.prometheus.is_some(),
+        ];
+        if kinds.iter().filter(|k| **k).count() != 1 {
+            out.push(Problem::new(
+                &path,
+                "exactly one of availability, probeLatency, prometheus must be set",
+            ));
+            continue;
+        }
+        let over = guard
+            .availability
+            .as_ref()
+            .map(|a| ("availability", a.over))
+            .or(guard
+                .probe_latency
+                .as_ref()
+                .map(|l| ("probeLatency", l.over)));
+        if let Some((field, over)) = over {
+            if spec.availability.is_none() {
+                out.push(Problem::new(
+                    &format!("{path}.{field}"),
+                    "needs spec.availability: the guard watches the availability probe",
+                ));
+            }
+            if over.is_zero() {
+                out.push(Problem::new(
+                    &format!("{path}.{field}.over"),
+                    "must be greater than 0",
+                ));
+            } else if over.get() > spec.duration.get() {
+                out.push(Problem::new(
+                    &format!("{path}.{field}.over"),
+                    format!(
+                        "is {over}, longer than the chaos window ({}): it could never fill",
+                        spec.duration
+                    ),
+                ));
+            }
+        }
+        if let Some(name) = &guard.prometheus {
+            let during = spec
+                .assertions
+                .iter()
+                .flat_map(|a| &a.prometheus)
+                .find(|p| &p.name == name);
+            match during {
+                None => out.push(Problem::new(
+                    &format!("{path}.prometheus"),
+                    format!("names no assertion of spec.assertions.prometheus: {name:?}"),
+                )),
+                Some(p) if p.when != PrometheusWhen::During => out.push(Problem::new(
+                    &format!("{path}.prometheus"),
+                    format!("{name:?} is evaluated {}, not during the window: only a `during` assertion can abort", p.when.name()),
+                )),
+                Some(_) => {}
+            }
+        }
+    }
 }
 
 /// The name a fault goes by: its own, or `fault-N` after its position.

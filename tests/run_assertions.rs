@@ -1,8 +1,9 @@
-//! Prometheus assertions end to end: `schism run` against a local Redis node, with a real
-//! Prometheus (Debian's) on loopback scraping a small exporter this test controls. The steady
-//! state gates the experiment (nothing is injected when it does not hold), a breach during
-//! the window fails the verdict and says when and how much, and a query that cannot be
-//! answered is Inconclusive, never a pass.
+//! Prometheus assertions and abort guards end to end: `schism run` against a local Redis
+//! node, with a real Prometheus (Debian's) on loopback scraping a small exporter this test
+//! controls. The steady state gates the experiment (nothing is injected when it does not
+//! hold), a breach during the window fails the verdict and says when and how much, a query
+//! that cannot be answered is Inconclusive, never a pass; and a guard that trips heals every
+//! fault at once and ends the run Fail, saying which guard and when.
 
 mod support;
 
@@ -134,8 +135,7 @@ impl Drop for Prometheus {
     }
 }
 
-/// A one-node Redis experiment with a partition of that node from nobody (a pause) and the
-/// given Prometheus assertions.
+/// A one-node Redis experiment with a pause of the node and the given Prometheus assertions.
 fn manifest(name: &str, assertions: &str) -> String {
     format!(
         r#"apiVersion: schism.dev/v1alpha1
@@ -316,5 +316,168 @@ fn prometheus_assertions_gate_fail_and_stay_undecided_as_they_should() {
             "{name}: {r}"
         );
     }
+    let _ = std::fs::remove_dir_all(&base);
+}
+
+/// A one-node Redis experiment whose node loses every packet from 1s to 7s, probed every
+/// 100 ms, with the given abort guards (and Prometheus assertions).
+fn guarded(name: &str, fault: &str, abort: &str, assertions: &str) -> String {
+    format!(
+        r#"apiVersion: schism.dev/v1alpha1
+kind: Chaos
+metadata:
+  name: {name}
+spec:
+  target:
+    local:
+      nodes: 1
+      command: redis-server --bind {{ip}} --port 6379 --save '' --appendonly no
+      ready: {{tcp: {{port: 6379}}}}
+  duration: 10s
+  faults:
+    - name: hurt
+      {fault}
+      start: 1s
+      duration: 6s
+  availability:
+    tcp: {{port: 6379}}
+    interval: 100ms
+    timeout: 400ms
+  abort:
+{abort}
+  assertions:
+    prometheus:
+{assertions}
+"#
+    )
+}
+
+/// When the fault was healed, in seconds after it was injected.
+fn fault_lasted(run: &Run) -> f64 {
+    let fault = &run.result["faults"][0];
+    let at = |field: &str| -> f64 {
+        let text = fault[field]
+            .as_str()
+            .unwrap_or_else(|| panic!("no {field}: {fault}"));
+        let t: k8s_openapi::jiff::Timestamp = text.parse().unwrap();
+        t.as_millisecond() as f64 / 1e3
+    };
+    at("healedAt") - at("injectedAt")
+}
+
+#[test]
+fn abort_guards_heal_at_the_first_breach_and_fail_saying_which_and_when() {
+    support::require(
+        "abort_guards_heal_at_the_first_breach_and_fail_saying_which_and_when",
+        &["prometheus", "redis-server", "nft", "tc", "ip", "python3"],
+    );
+    let exporter = Exporter::start();
+    let prometheus = Prometheus::start(&exporter);
+    let url = prometheus.url();
+    let base = std::env::temp_dir().join(format!("schism-abort-run-{}", std::process::id()));
+    let calm = "      - {name: quiet, interval: 1s, query: schism_test_errors, expect: '<= 0'}";
+
+    // Every probe lost: the rolling availability falls under half within a second or so.
+    let dir = base.join("availability");
+    let text = guarded(
+        "lossy",
+        "loss: {percent: 100}",
+        "    - availability: {below: 0.5, over: 1s}",
+        calm,
+    );
+    let run = finish(&dir, spawn_run(&dir, "lossy", &text, &url));
+    assert_eq!(run.result["verdict"], "Fail", "{}", run.result);
+    assert_eq!(run.code, 1);
+    let abort = &run.result["abort"];
+    assert_eq!(abort["guard"], "availability", "{}", run.result);
+    let at = abort["atMillis"].as_i64().unwrap();
+    assert!((1500..4000).contains(&at), "tripped at {at} ms: {abort}");
+    let reason = run.result["reasons"][0].as_str().unwrap();
+    assert!(
+        reason.starts_with("aborted at ") && reason.contains("< 0.50 over 1s"),
+        "{reason}"
+    );
+    // Healed with the trip, not at the planned 6 s.
+    assert!(abort["healedMillis"].is_i64(), "{abort}");
+    let lasted = fault_lasted(&run);
+    assert!(
+        lasted < 4.0,
+        "the fault lasted {lasted:.2}s: {}",
+        run.result
+    );
+    assert!(
+        run.junit.contains("no abort guard tripped"),
+        "{}",
+        run.junit
+    );
+    // The run still measured recovery and decided its other assertions.
+    assert!(
+        run.result["availability"]["recoveryMs"].is_i64(),
+        "{}",
+        run.result
+    );
+    assert_eq!(record(&run, "quiet")["result"], "Held");
+
+    // Probes answered slowly: the latency guard trips.
+    let dir = base.join("latency");
+    let text = guarded(
+        "slow",
+        "latency: {delay: 250ms}",
+        "    - probeLatency: {p99Above: 100ms, over: 1s}",
+        calm,
+    );
+    let run = finish(&dir, spawn_run(&dir, "slow", &text, &url));
+    assert_eq!(run.result["verdict"], "Fail", "{}", run.result);
+    assert_eq!(
+        run.result["abort"]["guard"], "probeLatency",
+        "{}",
+        run.result
+    );
+    assert!(
+        run.result["abort"]["reason"]
+            .as_str()
+            .unwrap()
+            .contains("> 100ms over 1s"),
+        "{}",
+        run.result
+    );
+    assert!(fault_lasted(&run) < 4.0, "{}", run.result);
+
+    // A `during` Prometheus assertion named by a guard aborts at its first failed sample.
+    let dir = base.join("prometheus");
+    let text = guarded("errors", "pause: {}", "    - prometheus: quiet", calm);
+    let child = spawn_run(&dir, "errors", &text, &url);
+    std::thread::sleep(Duration::from_secs(3));
+    exporter.set(9);
+    let run = finish(&dir, child);
+    exporter.set(0);
+    assert_eq!(run.result["verdict"], "Fail", "{}", run.result);
+    let abort = &run.result["abort"];
+    assert_eq!(abort["guard"], "prometheus quiet", "{abort}");
+    assert!(
+        abort["reason"]
+            .as_str()
+            .unwrap()
+            .contains("schism_test_errors = 9, expected <= 0"),
+        "{abort}"
+    );
+    assert!(abort["atMillis"].as_i64().unwrap() < 7000, "{abort}");
+    assert!(fault_lasted(&run) < 6.0, "{}", run.result);
+
+    // No breach: the guards hold, and say so.
+    let dir = base.join("calm");
+    let text = guarded(
+        "calm",
+        "pause: {}",
+        "    - availability: {below: 0.2, over: 2s}\n    - prometheus: quiet",
+        calm,
+    );
+    let run = finish(&dir, spawn_run(&dir, "calm", &text, &url));
+    assert!(run.result.get("abort").is_none(), "{}", run.result);
+    assert!(
+        run.junit.contains("name=\"no abort guard tripped\"/>"),
+        "{}",
+        run.junit
+    );
     let _ = std::fs::remove_dir_all(&base);
 }
