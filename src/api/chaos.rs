@@ -67,7 +67,7 @@ use super::status::ChaosStatus;
     validation = Rule::new("!has(self.faults) || self.faults.all(f, !has(f.duration) || duration(has(f.start) ? f.start : '0s') + duration(f.duration) <= duration(self.duration))").message("every fault must end inside the chaos window: start + duration <= spec.duration"),
     validation = Rule::new("!has(self.faults) || self.faults.all(f, !has(f.start) || duration(f.start) < duration(self.duration))").message("every fault must start inside the chaos window: start < spec.duration"),
     validation = Rule::new("!has(self.assertions) || !has(self.assertions.consistency) || self.assertions.consistency == 'none' || has(self.workload)").message("assertions.consistency needs a workload"),
-    validation = Rule::new("!has(self.assertions) || !has(self.assertions.consistency) || self.assertions.consistency == 'none' || !has(self.workload) || ((self.assertions.consistency == 'linearizable') == (!has(self.workload.model) || self.workload.model in ['register', 'cas-register', 'kv']))").message("assertions.consistency must fit workload.model: linearizable for register, cas-register and kv; a transactional model (read-committed … strict-serializable) for list-append and rw-register"),
+    validation = Rule::new("!has(self.assertions) || !has(self.assertions.consistency) || self.assertions.consistency == 'none' || !has(self.workload) || ((self.assertions.consistency == 'linearizable') == !(has(self.workload.model) ? self.workload.model in ['list-append', 'rw-register'] : self.workload.client == 'postgres'))").message("assertions.consistency must fit workload.model: linearizable for register, cas-register and kv; a transactional model (read-committed … strict-serializable) for list-append and rw-register"),
     validation = Rule::new("!has(self.assertions) || (!has(self.assertions.minAvailability) && !has(self.assertions.maxRecovery)) || has(self.availability)").message("assertions.minAvailability and assertions.maxRecovery need an availability probe")
 )]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
@@ -551,9 +551,9 @@ pub enum SelectionMode {
     validation = Rule::new("self.client != 'http' || has(self.port)").message("port is required for client http"),
     validation = Rule::new("!has(self.readConsistency) || self.client == 'etcd'").message("readConsistency is only allowed with client etcd"),
     validation = Rule::new("(self.client == 'postgres') == has(self.postgres)").message("postgres is required for and only allowed with client postgres"),
-    validation = Rule::new("self.client != 'postgres' || (has(self.model) && self.model in ['list-append', 'rw-register'])").message("client postgres runs transactions: model must be list-append or rw-register"),
+    validation = Rule::new("self.client != 'postgres' || !has(self.model) || self.model in ['list-append', 'rw-register']").message("client postgres runs transactions: model must be list-append or rw-register"),
     validation = Rule::new("!has(self.model) || !(self.model in ['list-append', 'rw-register']) || self.client in ['etcd', 'postgres']").message("transactional models (list-append, rw-register) need client etcd or postgres"),
-    validation = Rule::new("(!has(self.writesPerKey) && !has(self.maxOpsPerTxn) && !has(self.readers)) || (has(self.model) && self.model in ['list-append', 'rw-register'])").message("writesPerKey, maxOpsPerTxn and readers are only allowed with a transactional model"),
+    validation = Rule::new("(!has(self.writesPerKey) && !has(self.maxOpsPerTxn) && !has(self.readers)) || (has(self.model) ? self.model in ['list-append', 'rw-register'] : self.client == 'postgres')").message("writesPerKey, maxOpsPerTxn and readers are only allowed with a transactional model"),
     validation = Rule::new("!has(self.readers) || self.readers.clients < (has(self.concurrency) ? self.concurrency : 5)").message("readers.clients must leave at least one of the workload's concurrency clients to write"),
     validation = Rule::new("duration(self.timeout) > duration('0s')").message("timeout must be greater than 0")
 )]
@@ -564,9 +564,11 @@ pub struct Workload {
     pub client: ClientKind,
     /// The data model the history is checked against: single-object `register`,
     /// `cas-register` or `kv` (checked for linearizability), or transactional `list-append`
-    /// or `rw-register` (checked for an isolation level; clients etcd and postgres).
-    #[serde(default)]
-    pub model: ModelKind,
+    /// or `rw-register` (checked for an isolation level; clients etcd and postgres). Default
+    /// by client: `register` for http without a `cas` template, `list-append` for postgres,
+    /// `cas-register` otherwise.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub model: Option<ModelKind>,
     /// Port of the service on each pod; default 2379 for etcd, 6379 for redis, 5432 for
     /// postgres; required for http.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -629,6 +631,17 @@ pub struct Readers {
 }
 
 impl Workload {
+    /// The data model: the one given, else the client's default.
+    pub fn model(&self) -> ModelKind {
+        self.model.unwrap_or(match self.client {
+            ClientKind::Http if self.http.as_ref().is_none_or(|h| h.cas.is_none()) => {
+                ModelKind::Register
+            }
+            ClientKind::Postgres => ModelKind::ListAppend,
+            ClientKind::Etcd | ClientKind::Redis | ClientKind::Http => ModelKind::CasRegister,
+        })
+    }
+
     /// Writes a transactional key takes before it is replaced.
     pub fn writes_per_key(&self) -> usize {
         self.writes_per_key.unwrap_or(32).max(1) as usize
@@ -755,13 +768,12 @@ pub enum ClientKind {
 }
 
 /// The data model a history is checked against.
-#[derive(JsonSchema, Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Hash, Default)]
+#[derive(JsonSchema, Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Hash)]
 #[serde(rename_all = "kebab-case")]
 pub enum ModelKind {
     /// Reads and writes of one value per key.
     Register,
     /// Reads, writes and compare-and-set of one value per key.
-    #[default]
     CasRegister,
     /// Get, put and append of a string per key.
     Kv,
@@ -1084,5 +1096,33 @@ impl ConsistencyAssertion {
             C::StrictSerializable => "strict-serializable",
             C::None => "none",
         }
+    }
+}
+
+#[cfg(test)]
+mod workload_tests {
+    use super::*;
+
+    fn workload(yaml: &str) -> Workload {
+        serde_yaml::from_str(yaml).unwrap()
+    }
+
+    #[test]
+    fn the_model_defaults_by_client() {
+        let http = "{client: http, port: 80, http: {read: {method: GET, path: /r}, write: {method: PUT, path: /w}}}";
+        assert_eq!(workload(http).model(), ModelKind::Register);
+        let with_cas = "{client: http, port: 80, http: {read: {method: GET, path: /r}, write: {method: PUT, path: /w}, cas: {method: POST, path: /c}}}";
+        assert_eq!(workload(with_cas).model(), ModelKind::CasRegister);
+        assert_eq!(workload("{client: etcd}").model(), ModelKind::CasRegister);
+        assert_eq!(workload("{client: redis}").model(), ModelKind::CasRegister);
+        assert_eq!(
+            workload("{client: postgres, postgres: {user: u}}").model(),
+            ModelKind::ListAppend
+        );
+        assert_eq!(
+            workload("{client: etcd, model: kv}").model(),
+            ModelKind::Kv,
+            "a model given is kept"
+        );
     }
 }

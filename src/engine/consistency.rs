@@ -36,7 +36,7 @@ pub async fn check_recorded(
     settings: &RunSettings,
 ) -> (ConsistencySummary, bool) {
     let base = ConsistencySummary {
-        model: input.workload.model.name().to_owned(),
+        model: input.workload.model().name().to_owned(),
         checked: (input.asserted != ConsistencyAssertion::None)
             .then(|| input.asserted.name().to_owned()),
         operations: recorded.len() as i64,
@@ -116,7 +116,7 @@ pub async fn check_recorded(
             }
         }
         Recorded::Transactions { history, check } => {
-            let model = txn_model(input.workload.model);
+            let model = txn_model(input.workload.model());
             let consistency = txn_consistency(input.asserted).expect("validated: transactional");
             let mut options = TxnOptions::new(model, consistency);
             options.timeout = Some(settings.check_timeout);

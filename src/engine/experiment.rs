@@ -731,7 +731,7 @@ pub fn build_clients(spec: &ChaosSpec, nodes: &[NodeAddress]) -> Vec<Arc<dyn KvC
     let Some(workload) = &spec.workload else {
         return Vec::new();
     };
-    let integers = workload.model != api::ModelKind::Kv;
+    let integers = workload.model() != api::ModelKind::Kv;
     // No pooled retries or redirects: each operation is exactly one request.
     let http = reqwest::Client::builder()
         .connect_timeout(workload.timeout.get())
@@ -838,7 +838,7 @@ fn spawn_observers(
                     ))
                 });
                 let workload = spec.workload.as_ref().map(|w| {
-                    if let Some(model) = check_model(w.model) {
+                    if let Some(model) = check_model(w.model()) {
                         let plan = WorkloadPlan {
                             concurrency: w.concurrency as usize,
                             rate: w.rate as u32,
@@ -868,7 +868,7 @@ fn spawn_observers(
                         })
                     } else {
                         let plan = TxnPlan {
-                            model: super::consistency::txn_model(w.model),
+                            model: super::consistency::txn_model(w.model()),
                             key_prefix: format!("s{seed}-{}/", unix_millis()),
                             concurrency: w.concurrency as usize,
                             rate: w.rate as u32,

@@ -718,7 +718,7 @@ fn check_workload(workload: &Workload, local: bool, out: &mut Vec<Problem>) {
             "must be greater than 0",
         ));
     }
-    match (workload.model, workload.client) {
+    match (workload.model(), workload.client) {
         (ModelKind::Kv, ClientKind::Etcd) => out.push(Problem::new(&format!("{path}.model"), "kv (get/put/append) needs an append operation, which the etcd client does not have; use register or cas-register")),
         (ModelKind::Kv, ClientKind::Http) => out.push(Problem::new(&format!("{path}.model"), "kv (get/put/append) is not supported by the http client; use register or cas-register")),
         (ModelKind::CasRegister, ClientKind::Http) if workload.http.as_ref().is_some_and(|h| h.cas.is_none()) => {
@@ -818,8 +818,8 @@ fn check_availability(availability: &Availability, path: &str, out: &mut Vec<Pro
 /// The rules of clients and models that run transactions.
 fn check_transactional_workload(workload: &Workload, local: bool, out: &mut Vec<Problem>) {
     let path = "spec.workload";
-    let transactional = workload.model.is_transactional();
-    let model = workload.model.name();
+    let transactional = workload.model().is_transactional();
+    let model = workload.model().name();
     match workload.client {
         ClientKind::Postgres if !transactional => out.push(Problem::new(
             &format!("{path}.model"),
@@ -931,10 +931,10 @@ fn check_assertions(spec: &ChaosSpec, out: &mut Vec<Problem>) {
     }
     if let Some(workload) = &spec.workload
         && wanted != ConsistencyAssertion::None
-        && wanted.is_transactional() != workload.model.is_transactional()
+        && wanted.is_transactional() != workload.model().is_transactional()
     {
-        let model = workload.model.name();
-        let why = if workload.model.is_transactional() {
+        let model = workload.model().name();
+        let why = if workload.model().is_transactional() {
             format!(
                 "{model} histories are transactions, checked for an isolation level: use read-committed, repeatable-read, snapshot-isolation, serializable or strict-serializable"
             )
