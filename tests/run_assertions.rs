@@ -319,8 +319,8 @@ fn prometheus_assertions_gate_fail_and_stay_undecided_as_they_should() {
     let _ = std::fs::remove_dir_all(&base);
 }
 
-/// A one-node Redis experiment whose node loses every packet from 1s to 7s, probed every
-/// 100 ms, with the given abort guards (and Prometheus assertions).
+/// A one-node Redis experiment with `fault` from 1s to 7s, probed every 100 ms, with the
+/// given abort guards and Prometheus assertions.
 fn guarded(name: &str, fault: &str, abort: &str, assertions: &str) -> String {
     format!(
         r#"apiVersion: schism.dev/v1alpha1
