@@ -238,6 +238,7 @@ fn a_member_restarted_inside_a_partition_stays_cut_from_both_sides_and_inside_a_
             repeat: 0,
             action,
             targets,
+            aim: None,
             inject_at: Duration::ZERO,
             heal_at: lasting.then_some(Duration::from_secs(60)),
         };

@@ -110,11 +110,62 @@ pub struct ChaosSpec {
     #[schemars(length(max = 16))]
     pub abort: Vec<AbortGuard>,
 
+    /// How to tell the leader (or primary) from its followers, for faults aimed at it
+    /// (`targets.mode: leader|followers`, partition shapes `isolate-leader` and
+    /// `leader-in-minority`). Default: ask each node through the workload's client (etcd
+    /// `/v3/maintenance/status`, Redis `INFO replication`, PostgreSQL `pg_is_in_recovery()`).
+    /// The role is resolved when each such fault starts, and recorded in the timeline.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub role_probe: Option<RoleProbe>,
+
     /// The runner pod that carries out the experiment in a cluster (one Job per generation):
     /// its resources, and where it may be scheduled. Unset fields take the operator's defaults
     /// (the Helm chart's `runner` values). Ignored by `schism run`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub runner: Option<RunnerSpec>,
+}
+
+/// How each node's role is read, for faults aimed at the leader or its followers.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
+#[x_kube(
+    validation = Rule::new("!has(self.client) || (self.client == 'http') == has(self.http)").message("http is required for and only allowed with client http"),
+    validation = Rule::new("!has(self.client) || self.client != 'postgres'").message("client postgres reads roles with the workload's connection settings: leave roleProbe.client unset and use workload.client postgres")
+)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct RoleProbe {
+    /// How to ask: `etcd` (the member whose ID is the leader it reports), `redis`
+    /// (`role:master` in `INFO replication`) or `http` (a request whose answer says leader).
+    /// Default: the workload's client (which may also be `postgres`: the node not in
+    /// recovery is the primary).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client: Option<ClientKind>,
+    /// Port to ask on; default the workload's port, else 2379 for etcd and 6379 for redis.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1, max = 65535))]
+    pub port: Option<i32>,
+    /// The request that tells a leader, for `client: http`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub http: Option<HttpRoleProbe>,
+    /// How long one node may take to answer, default `2s`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timeout: Option<KubeDuration>,
+}
+
+/// An HTTP GET whose answer tells whether the node leads.
+#[derive(JsonSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct HttpRoleProbe {
+    /// Path of the request, e.g. `/role`.
+    #[schemars(length(min = 1, max = 1024), regex(pattern = r"^/"))]
+    pub path: String,
+    /// The status a leader answers with, default 200; any other status means follower.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 100, max = 599))]
+    pub leader_status: Option<i32>,
+    /// Text a leader's answer body contains; without it the status alone decides.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 256))]
+    pub leader_body_contains: Option<String>,
 }
 
 /// Requests and limits of the runner's container, as in a pod spec.
@@ -416,7 +467,9 @@ pub struct FaultEntry {
 pub struct Partition {
     /// How the pods are split: `isolate-one` (one pod alone), `majority-minority`, `halves`,
     /// `bridge` (two halves and one pod that sees both), `ring` (each pod sees only its
-    /// neighbours), or `groups` (explicit).
+    /// neighbours), `groups` (explicit), `isolate-leader` (the leader alone) or
+    /// `leader-in-minority` (the leader on the minority side); the leader is resolved when
+    /// the fault starts (see `spec.roleProbe`).
     pub shape: PartitionShape,
 
     /// For `shape: groups` only: the groups of pod (or local node) names that can still talk
@@ -442,6 +495,11 @@ pub enum PartitionShape {
     Ring,
     /// Explicit groups from `groups`.
     Groups,
+    /// The leader (resolved when the fault starts) is cut off from all others.
+    IsolateLeader,
+    /// A bare majority without the leader, and the minority with it: the leader must step
+    /// down and the majority elect another.
+    LeaderInMinority,
 }
 
 /// Added latency on packets arriving at the selected pods.
@@ -516,8 +574,9 @@ pub struct Pause {
 )]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct Selection {
-    /// `one`, `all`, `fixed` (a count), `fixed-percent`, or `random-max-percent` (a random
-    /// share up to the percentage). Default `one`.
+    /// `one`, `all`, `fixed` (a count), `fixed-percent`, `random-max-percent` (a random
+    /// share up to the percentage), `leader` or `followers` (by role when the fault starts,
+    /// see `spec.roleProbe`). Default `one`.
     #[serde(default)]
     pub mode: SelectionMode,
     /// The count for `fixed` (at least 1), the percentage (1–100) for the percent modes.
@@ -541,6 +600,10 @@ pub enum SelectionMode {
     FixedPercent,
     /// A random number of pods between one and `value` percent, chosen at random.
     RandomMaxPercent,
+    /// The leader or primary, resolved when the fault starts (see `spec.roleProbe`).
+    Leader,
+    /// Every pod but the leader, resolved when the fault starts.
+    Followers,
 }
 
 /// The client workload: clients bound to pods, each issuing operations whose history is

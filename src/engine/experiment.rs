@@ -19,7 +19,8 @@ use super::guards::{self, AbortSignal, RollingGuard};
 use super::probe::{ProbeKind, ProbeSample, run_probes, summarize};
 use super::prometheus;
 use super::recorded::Recorded;
-use super::timeline::{FaultInstance, Step, Timeline};
+use super::roles::RoleProber;
+use super::timeline::{self, Aim, FaultInstance, Step, Timeline};
 use super::transactions::{TxnPlan, run_transactions};
 use super::verdict::{Decision, decide};
 use crate::api::{
@@ -271,6 +272,17 @@ pub async fn run<B: Backend>(
             ..Default::default()
         })
         .collect();
+    // Faults aimed by role learn their targets when they start; heals use the same choice.
+    let prober = timeline.instances.iter().any(|i| i.aim.is_some()).then(|| {
+        RoleProber::new(
+            spec,
+            &nodes,
+            backend.client_netns(),
+            settings.postgres_password.as_ref(),
+        )
+    });
+    let node_names: Vec<String> = nodes.iter().map(|n| n.name.clone()).collect();
+    let mut aimed: Vec<Option<FaultInstance>> = vec![None; timeline.instances.len()];
     let mut progress = Progress::new(settings.progress, epoch, window);
     let mut active = 0usize;
     let mut stop = Some(halted);
@@ -286,16 +298,59 @@ pub async fn run<B: Backend>(
         }
         match step {
             Step::Inject(i) => {
-                let instance = &timeline.instances[i];
+                let planned = &timeline.instances[i];
                 // The deadline lives with the fault: even if this process dies, the data plane
                 // reverts it shortly after the planned heal.
                 let deadline =
-                    epoch + instance.heal_at.unwrap_or(instance.inject_at) + Duration::from_secs(2);
+                    epoch + planned.heal_at.unwrap_or(planned.inject_at) + Duration::from_secs(2);
                 spans[i].injected = epoch.elapsed();
                 records[i].injected_at = Some(now());
+                let mut aim_note = None;
+                let instance = match (planned.aim, &prober) {
+                    (Some(aim), Some(prober)) => {
+                        let resolved = aim_at_leader(
+                            spec,
+                            planned,
+                            aim,
+                            prober,
+                            &node_names,
+                            settings.seed,
+                            epoch,
+                        )
+                        .await;
+                        match resolved {
+                            Ok((instance, said)) => {
+                                spans[i].targets = instance
+                                    .targets
+                                    .iter()
+                                    .map(|t| node_names[*t].clone())
+                                    .collect();
+                                records[i].targets = spans[i].targets.clone();
+                                aim_note = Some(said);
+                                aimed[i] = Some(instance);
+                                aimed[i].as_ref().unwrap_or(planned)
+                            }
+                            Err(e) => {
+                                tracing::warn!(fault = %planned.name, error = %e, "no leader to aim at");
+                                spans[i].error = Some(e.clone());
+                                records[i].error = Some(e);
+                                if planned.heal_at.is_none() {
+                                    spans[i].healed = Some(epoch.elapsed());
+                                }
+                                continue;
+                            }
+                        }
+                    }
+                    _ => planned,
+                };
                 match backend.inject(i, instance, deadline).await {
                     Ok(detail) => {
                         active += usize::from(instance.heal_at.is_some());
+                        // Who was hit and why first, then how.
+                        let detail = match (aim_note.take(), detail) {
+                            (Some(note), Some(how)) => Some(format!("{note}: {how}")),
+                            (note, how) => note.or(how),
+                        };
                         spans[i].detail = detail.clone();
                         records[i].detail = detail;
                     }
@@ -303,6 +358,11 @@ pub async fn run<B: Backend>(
                         tracing::warn!(fault = %instance.name, error = %e, "injection failed");
                         spans[i].error = Some(e.clone());
                         records[i].error = Some(e);
+                        add_notes(
+                            &mut spans[i],
+                            &mut records[i],
+                            aim_note.take().into_iter().collect(),
+                        );
                     }
                 }
                 if instance.heal_at.is_none() {
@@ -310,7 +370,12 @@ pub async fn run<B: Backend>(
                 }
             }
             Step::Heal(i) => {
-                let instance = &timeline.instances[i];
+                let instance = aimed[i].as_ref().unwrap_or(&timeline.instances[i]);
+                if instance.aim.is_some() && instance.targets.is_empty() {
+                    // Aimed, but no leader was found: nothing was injected.
+                    spans[i].healed = Some(epoch.elapsed());
+                    continue;
+                }
                 let injected = spans[i].error.is_none();
                 // Heal even after a failed injection: part of it may have landed (one pod's
                 // rule of several), and healing what is not there is harmless.
@@ -564,6 +629,28 @@ fn steady_state_not_met(
 }
 
 /// Appends what the backend noted about a fault to its timeline entry.
+/// Asks who leads and re-plans `planned` around that node; returns it with the line the
+/// timeline shows ("isolated n2, the leader at 10.0s").
+async fn aim_at_leader(
+    spec: &ChaosSpec,
+    planned: &FaultInstance,
+    aim: Aim,
+    prober: &Result<RoleProber, String>,
+    node_names: &[String],
+    seed: u64,
+    epoch: Instant,
+) -> Result<(FaultInstance, String), String> {
+    let prober = prober.as_ref().map_err(|e| format!("no role probe: {e}"))?;
+    let leader = prober
+        .leader()
+        .await
+        .map_err(|e| format!("cannot find the leader: {e}"))?;
+    let instance = timeline::aim(spec, planned, node_names, seed, leader)
+        .map_err(|e| format!("cannot aim at the leader: {e}"))?;
+    let said = aim.describe(&node_names[leader], epoch.elapsed());
+    Ok((instance, said))
+}
+
 fn add_notes(span: &mut FaultSpan, record: &mut FaultRecord, notes: Vec<String>) {
     if notes.is_empty() {
         return;

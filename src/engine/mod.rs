@@ -8,6 +8,7 @@ pub mod guards;
 pub mod probe;
 pub mod prometheus;
 pub mod recorded;
+pub mod roles;
 pub mod timeline;
 pub mod transactions;
 pub mod verdict;

@@ -55,6 +55,34 @@ impl FaultAction {
     }
 }
 
+/// A fault aimed by role: its targets are chosen when it starts, from the leader then.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Aim {
+    /// `targets.mode: leader`.
+    Leader,
+    /// `targets.mode: followers`.
+    Followers,
+    /// `partition.shape: isolate-leader`.
+    IsolateLeader,
+    /// `partition.shape: leader-in-minority`.
+    LeaderInMinority,
+}
+
+impl Aim {
+    /// How the timeline tells what was done to the leader.
+    pub fn describe(self, leader: &str, at: Duration) -> String {
+        let at = at.as_secs_f64();
+        match self {
+            Aim::Leader => format!("hit {leader}, the leader at {at:.1}s"),
+            Aim::Followers => format!("hit the followers of {leader}, the leader at {at:.1}s"),
+            Aim::IsolateLeader => format!("isolated {leader}, the leader at {at:.1}s"),
+            Aim::LeaderInMinority => {
+                format!("put {leader}, the leader at {at:.1}s, in the minority")
+            }
+        }
+    }
+}
+
 /// One injection of one fault entry.
 #[derive(Debug, Clone, PartialEq)]
 pub struct FaultInstance {
@@ -66,8 +94,11 @@ pub struct FaultInstance {
     pub repeat: u32,
     /// What is done.
     pub action: FaultAction,
-    /// Node indices affected (for a partition: the nodes that need rules).
+    /// Node indices affected (for a partition: the nodes that need rules). Empty for a fault
+    /// aimed by role until [`aim`] resolves it.
     pub targets: Vec<usize>,
+    /// Set when the targets depend on who leads when the fault starts.
+    pub aim: Option<Aim>,
     /// Offset of the injection from the start of the window.
     pub inject_at: Duration,
     /// Offset of the heal; `None` for instantaneous faults (kills).
@@ -159,7 +190,13 @@ pub fn build(
         let mut repeat = 0u32;
         let mut at = start;
         loop {
-            let (action, targets) = resolve(fault, node_names, &mut rng).map_err(fail)?;
+            // A fault aimed by role is planned with a stand-in leader, so a shape that cannot
+            // work on this target is refused now; its real targets wait for the fault's start.
+            let (action, mut targets, aim) =
+                resolve(fault, node_names, &mut rng, 0).map_err(fail)?;
+            if aim.is_some() {
+                targets.clear();
+            }
             instances.push(FaultInstance {
                 fault_index: index,
                 name: if repeat == 0 {
@@ -170,6 +207,7 @@ pub fn build(
                 repeat,
                 action,
                 targets,
+                aim,
                 inject_at: at,
                 heal_at: length.map(|l| at + l),
             });
@@ -196,18 +234,54 @@ pub fn build(
     })
 }
 
+/// Resolves an instance aimed by role now that `leader` (an index into `node_names`) is
+/// known to lead: the same entry planned again, with the leader in its place. Pure and
+/// reproducible: the same seed and leader give the same choice of companions.
+pub fn aim(
+    spec: &ChaosSpec,
+    instance: &FaultInstance,
+    node_names: &[String],
+    seed: u64,
+    leader: usize,
+) -> Result<FaultInstance, PlanError> {
+    let fault = spec
+        .faults
+        .get(instance.fault_index)
+        .ok_or(PlanError::NoNodes)?;
+    let mut rng = rng_for_fault(
+        seed ^ (u64::from(instance.repeat + 1) << 40),
+        instance.fault_index as u64,
+    );
+    let (action, targets, _) = resolve(fault, node_names, &mut rng, leader)?;
+    Ok(FaultInstance {
+        action,
+        targets,
+        ..instance.clone()
+    })
+}
+
+type Resolved = (FaultAction, Vec<usize>, Option<Aim>);
+
 fn resolve(
     fault: &FaultEntry,
     node_names: &[String],
     rng: &mut impl rand::Rng,
-) -> Result<(FaultAction, Vec<usize>), PlanError> {
+    leader: usize,
+) -> Result<Resolved, PlanError> {
     let nodes = node_names.len();
     let select = |targets: &Option<api::Selection>,
                   rng: &mut dyn rand::RngCore|
-     -> Result<Vec<usize>, PlanError> {
+     -> Result<(Vec<usize>, Option<Aim>), PlanError> {
         let selection = targets.clone().unwrap_or_default();
         let value = selection.value.unwrap_or(0).max(0) as u32;
+        let aim = match selection.mode {
+            api::SelectionMode::Leader => Some(Aim::Leader),
+            api::SelectionMode::Followers => Some(Aim::Followers),
+            _ => None,
+        };
         let mode = match selection.mode {
+            api::SelectionMode::Leader => faultplan::SelectionMode::Leader(leader),
+            api::SelectionMode::Followers => faultplan::SelectionMode::Followers(leader),
             api::SelectionMode::One => faultplan::SelectionMode::One,
             api::SelectionMode::All => faultplan::SelectionMode::All,
             api::SelectionMode::Fixed => faultplan::SelectionMode::Fixed(value),
@@ -216,7 +290,11 @@ fn resolve(
                 faultplan::SelectionMode::RandomMaxPercent(value)
             }
         };
-        faultplan::select_targets(mode, nodes, rng)
+        Ok((faultplan::select_targets(mode, nodes, rng)?, aim))
+    };
+    // Every kind but a partition is an action on selected targets.
+    let on_selected = |action: FaultAction, targets: &Option<api::Selection>, rng| {
+        select(targets, rng).map(|(chosen, aim)| (action, chosen, aim))
     };
     if let Some(partition) = &fault.partition {
         let shape = match partition.shape {
@@ -228,39 +306,47 @@ fn resolve(
             api::PartitionShape::Groups => {
                 faultplan::PartitionShape::Groups(partition.groups.clone().unwrap_or_default())
             }
+            api::PartitionShape::IsolateLeader => faultplan::PartitionShape::IsolateLeader(leader),
+            api::PartitionShape::LeaderInMinority => {
+                faultplan::PartitionShape::LeaderInMinority(leader)
+            }
+        };
+        let aim = match partition.shape {
+            api::PartitionShape::IsolateLeader => Some(Aim::IsolateLeader),
+            api::PartitionShape::LeaderInMinority => Some(Aim::LeaderInMinority),
+            _ => None,
         };
         let plan = faultplan::plan_partition(&shape, node_names, rng)?;
         let targets = plan.affected_nodes();
-        return Ok((FaultAction::Partition(plan), targets));
+        return Ok((FaultAction::Partition(plan), targets, aim));
     }
     if let Some(latency) = &fault.latency {
         let action = FaultAction::Latency {
             delay: latency.delay.get(),
             jitter: latency.jitter.map(|j| j.get()).unwrap_or_default(),
         };
-        return Ok((action, select(&latency.targets, rng)?));
+        return on_selected(action, &latency.targets, rng);
     }
     if let Some(loss) = &fault.loss {
-        return Ok((
-            FaultAction::Loss {
-                percent: loss.percent,
-            },
-            select(&loss.targets, rng)?,
-        ));
+        let action = FaultAction::Loss {
+            percent: loss.percent,
+        };
+        return on_selected(action, &loss.targets, rng);
     }
     if let Some(bandwidth) = &fault.bandwidth {
         let bits_per_second = parse_rate(&bandwidth.rate).unwrap_or(0);
-        return Ok((
+        return on_selected(
             FaultAction::Bandwidth { bits_per_second },
-            select(&bandwidth.targets, rng)?,
-        ));
+            &bandwidth.targets,
+            rng,
+        );
     }
     if let Some(kill) = &fault.pod_kill {
         let grace = kill.grace_period.map(|g| g.get()).unwrap_or_default();
-        return Ok((FaultAction::Kill { grace }, select(&kill.targets, rng)?));
+        return on_selected(FaultAction::Kill { grace }, &kill.targets, rng);
     }
     if let Some(pause) = &fault.pause {
-        return Ok((FaultAction::Pause, select(&pause.targets, rng)?));
+        return on_selected(FaultAction::Pause, &pause.targets, rng);
     }
     // Validation guarantees exactly one kind; an entry without one plans nothing.
     Err(PlanError::NoNodes)

@@ -21,6 +21,11 @@ pub enum PartitionShape {
     /// Explicit groups of node names; nodes of different groups cannot reach each other.
     /// A node listed in no group keeps every link (it bridges the groups).
     Groups(Vec<Vec<String>>),
+    /// This node (the leader, by index) is cut from all others.
+    IsolateLeader(usize),
+    /// This node (the leader) and random others form the minority (`n - n/2 - 1` nodes
+    /// with it), the rest a bare majority.
+    LeaderInMinority(usize),
 }
 
 impl PartitionShape {
@@ -33,14 +38,21 @@ impl PartitionShape {
             PartitionShape::Bridge => "bridge",
             PartitionShape::Ring => "ring",
             PartitionShape::Groups(_) => "groups",
+            PartitionShape::IsolateLeader(_) => "isolate-leader",
+            PartitionShape::LeaderInMinority(_) => "leader-in-minority",
         }
     }
 
     /// The smallest node count for which the shape cuts at least one link.
     fn minimum_nodes(&self) -> usize {
         match self {
-            PartitionShape::IsolateOne | PartitionShape::Halves | PartitionShape::Groups(_) => 2,
-            PartitionShape::MajorityMinority | PartitionShape::Bridge => 3,
+            PartitionShape::IsolateOne
+            | PartitionShape::Halves
+            | PartitionShape::Groups(_)
+            | PartitionShape::IsolateLeader(_) => 2,
+            PartitionShape::MajorityMinority
+            | PartitionShape::Bridge
+            | PartitionShape::LeaderInMinority(_) => 3,
             // With three nodes every node's two neighbours are everyone.
             PartitionShape::Ring => 4,
         }
@@ -136,6 +148,15 @@ pub fn plan_partition<R: Rng + ?Sized>(
             }));
         }
         PartitionShape::Groups(groups) => side = group_sides(groups, node_names)?,
+        PartitionShape::IsolateLeader(leader) => side[leader_index(*leader, nodes)?] = Some(1),
+        PartitionShape::LeaderInMinority(leader) => {
+            let leader = leader_index(*leader, nodes)?;
+            side[leader] = Some(1);
+            let companions = nodes - (nodes / 2 + 1) - 1;
+            for &node in order.iter().filter(|&&n| n != leader).take(companions) {
+                side[node] = Some(1);
+            }
+        }
     }
     Ok(PartitionPlan::from_links(nodes, |a, b| {
         match (side[a], side[b]) {
@@ -143,6 +164,14 @@ pub fn plan_partition<R: Rng + ?Sized>(
             _ => true,
         }
     }))
+}
+
+fn leader_index(leader: usize, nodes: usize) -> Result<usize, PlanError> {
+    if leader < nodes {
+        Ok(leader)
+    } else {
+        Err(PlanError::UnknownNode(format!("#{leader}")))
+    }
 }
 
 fn group_sides(
@@ -367,5 +396,29 @@ mod tests {
                 .collect();
             assert!(distinct.len() > 1, "{} ignores the seed", shape.name());
         }
+    }
+
+    #[test]
+    fn leader_shapes_put_the_leader_alone_or_in_a_bare_minority() {
+        for n in 2..=7 {
+            for leader in 0..n {
+                let isolated = plan(&PartitionShape::IsolateLeader(leader), n, 5).unwrap();
+                let sides = components(&isolated);
+                assert_eq!(sides.len(), 2);
+                assert!(sides.iter().any(|side| side == &vec![leader]), "{sides:?}");
+            }
+        }
+        for n in 3..=7 {
+            for seed in 0..20 {
+                let leader = (seed as usize) % n;
+                let split = plan(&PartitionShape::LeaderInMinority(leader), n, seed).unwrap();
+                let sides = components(&split);
+                assert_eq!(sides.len(), 2, "{sides:?}");
+                let minority = sides.iter().find(|side| side.contains(&leader)).unwrap();
+                assert_eq!(minority.len(), n - (n / 2 + 1), "n={n} {sides:?}");
+            }
+        }
+        assert!(plan(&PartitionShape::LeaderInMinority(0), 2, 1).is_err());
+        assert!(plan(&PartitionShape::IsolateLeader(3), 3, 1).is_err());
     }
 }

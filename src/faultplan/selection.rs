@@ -19,6 +19,10 @@ pub enum SelectionMode {
     /// A random count between one and this percentage of the nodes (1–100, rounded down but
     /// at least one).
     RandomMaxPercent(u32),
+    /// This node, the leader (by index).
+    Leader(usize),
+    /// Every node but this one, the leader.
+    Followers(usize),
 }
 
 fn percent_count(nodes: usize, percent: u32) -> Result<usize, PlanError> {
@@ -41,6 +45,13 @@ pub fn select_targets<R: Rng + ?Sized>(
         return Err(PlanError::NoNodes);
     }
     let count = match mode {
+        SelectionMode::Leader(leader) | SelectionMode::Followers(leader) if leader >= nodes => {
+            return Err(PlanError::UnknownNode(format!("#{leader}")));
+        }
+        SelectionMode::Leader(leader) => return Ok(vec![leader]),
+        SelectionMode::Followers(leader) => {
+            return Ok((0..nodes).filter(|&n| n != leader).collect());
+        }
         SelectionMode::One => 1,
         SelectionMode::All => nodes,
         SelectionMode::Fixed(0) => {
@@ -162,5 +173,15 @@ mod tests {
     #[test]
     fn no_nodes_is_an_error() {
         assert_eq!(select(SelectionMode::All, 0, 1), Err(PlanError::NoNodes));
+    }
+
+    #[test]
+    fn leader_and_followers_split_the_nodes_by_role() {
+        assert_eq!(select(SelectionMode::Leader(2), 5, 1).unwrap(), vec![2]);
+        assert_eq!(
+            select(SelectionMode::Followers(2), 5, 1).unwrap(),
+            vec![0, 1, 3, 4]
+        );
+        assert!(select(SelectionMode::Leader(5), 5, 1).is_err());
     }
 }

@@ -6,6 +6,7 @@ pub mod etcd;
 pub mod http;
 pub mod postgres;
 pub mod redis;
+pub mod role;
 
 use std::future::Future;
 use std::pin::Pin;

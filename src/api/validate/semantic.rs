@@ -63,7 +63,103 @@ pub fn check_spec(spec: &ChaosSpec) -> Vec<Problem> {
     check_assertions(spec, &mut out);
     check_readers(spec, &mut out);
     check_abort(spec, &mut out);
+    check_role_aims(spec, &mut out);
     out
+}
+
+/// Where each fault aimed by role is (its path), for the checks that need a role probe.
+fn role_aimed_faults(spec: &ChaosSpec) -> Vec<String> {
+    let by_role = |s: &Option<Selection>| {
+        s.as_ref()
+            .is_some_and(|s| matches!(s.mode, SelectionMode::Leader | SelectionMode::Followers))
+    };
+    spec.faults
+        .iter()
+        .enumerate()
+        .filter_map(|(index, f)| {
+            let path = format!("spec.faults[{index}]");
+            if let Some(p) = &f.partition {
+                return matches!(
+                    p.shape,
+                    PartitionShape::IsolateLeader | PartitionShape::LeaderInMinority
+                )
+                .then(|| format!("{path}.partition.shape"));
+            }
+            let (kind, targets) = if let Some(x) = &f.latency {
+                ("latency", &x.targets)
+            } else if let Some(x) = &f.loss {
+                ("loss", &x.targets)
+            } else if let Some(x) = &f.bandwidth {
+                ("bandwidth", &x.targets)
+            } else if let Some(x) = &f.pod_kill {
+                ("podKill", &x.targets)
+            } else if let Some(x) = &f.pause {
+                ("pause", &x.targets)
+            } else {
+                return None;
+            };
+            by_role(targets).then(|| format!("{path}.{kind}.targets.mode"))
+        })
+        .collect()
+}
+
+/// Faults aimed at the leader need a way to find it: `spec.roleProbe`, or a workload whose
+/// client can say; a role probe nothing uses is a mistake worth naming.
+fn check_role_aims(spec: &ChaosSpec, out: &mut Vec<Problem>) {
+    let aimed = role_aimed_faults(spec);
+    let probe = spec.role_probe.as_ref();
+    let Some(first) = aimed.first() else {
+        if probe.is_some() {
+            out.push(Problem::new(
+                "spec.roleProbe",
+                "no fault is aimed by role (targets.mode leader/followers, shapes isolate-leader/leader-in-minority): remove it",
+            ));
+        }
+        return;
+    };
+    let workload = spec.workload.as_ref();
+    let client = probe.and_then(|p| p.client).or(workload.map(|w| w.client));
+    match client {
+        None => out.push(Problem::new(
+            first,
+            "aims at the leader, which needs spec.roleProbe.client (etcd, redis, http) or a workload whose client tells it",
+        )),
+        Some(ClientKind::Http) => {
+            if probe.and_then(|p| p.http.as_ref()).is_none() {
+                out.push(Problem::new(
+                    "spec.roleProbe.http",
+                    format!("required to tell the leader over http ({first} aims at it)"),
+                ));
+            }
+            if probe.and_then(|p| p.port).is_none() {
+                out.push(Problem::new(
+                    "spec.roleProbe.port",
+                    format!("required to tell the leader over http ({first} aims at it)"),
+                ));
+            }
+        }
+        Some(ClientKind::Postgres) if workload.and_then(|w| w.postgres.as_ref()).is_none() => {
+            out.push(Problem::new(
+                "spec.roleProbe.client",
+                "postgres roles are read with workload.postgres's connection settings, which are missing",
+            ))
+        }
+        Some(_) => {}
+    }
+    if let Some(p) = probe {
+        if p.client == Some(ClientKind::Postgres) {
+            out.push(Problem::new(
+                "spec.roleProbe.client",
+                "postgres roles are read with the workload's connection: leave roleProbe.client unset and use workload.client postgres",
+            ));
+        }
+        if p.http.is_some() && client != Some(ClientKind::Http) {
+            out.push(Problem::new(
+                "spec.roleProbe.http",
+                "only allowed with roleProbe.client http",
+            ));
+        }
+    }
 }
 
 /// Abort guards: one kind each, a window inside the experiment, and what they watch exists.
@@ -624,17 +720,26 @@ fn check_partition(
         }
         (None, false) => {}
     }
-    if let (Some(nodes), PartitionShape::Bridge) = (local_nodes, partition.shape)
+    if let (Some(nodes), PartitionShape::Bridge | PartitionShape::LeaderInMinority) =
+        (local_nodes, partition.shape)
         && nodes < 3
     {
+        let shape = if partition.shape == PartitionShape::Bridge {
+            "bridge"
+        } else {
+            "leader-in-minority"
+        };
         out.push(Problem::new(
             &format!("{path}.shape"),
-            format!("bridge needs at least 3 nodes, the local target has {nodes}"),
+            format!("{shape} needs at least 3 nodes, the local target has {nodes}"),
         ));
     }
     if let (Some(nodes), true) = (
         local_nodes,
-        partition.shape != PartitionShape::Groups && partition.shape != PartitionShape::Bridge,
+        !matches!(
+            partition.shape,
+            PartitionShape::Groups | PartitionShape::Bridge | PartitionShape::LeaderInMinority
+        ),
     ) && nodes < 2
     {
         out.push(Problem::new(

@@ -238,6 +238,7 @@ mod tests {
             repeat: 0,
             action: FaultAction::Partition(plan),
             targets: vec![0, 1, 2],
+            aim: None,
             inject_at: Duration::from_secs(1),
             heal_at: Some(Duration::from_secs(10)),
         }
@@ -336,6 +337,7 @@ mod tests {
             repeat: 0,
             action: FaultAction::Pause,
             targets: vec![1],
+            aim: None,
             inject_at: Duration::ZERO,
             heal_at: Some(Duration::from_secs(5)),
         };
