@@ -39,7 +39,7 @@ use super::labels::{
     RUNNER_COMPONENT,
 };
 use super::lookup;
-use super::metrics::{ExperimentLabels, Metrics};
+use super::metrics::{ExperimentSnapshot, Metrics};
 use super::targets::{self, BlastRadius};
 use crate::api::{Chaos, FaultLease, LEASE_FINALIZER, validate::semantic};
 
@@ -146,24 +146,8 @@ fn problems(chaos: &Chaos, radius: &BlastRadius) -> Vec<String> {
 }
 
 fn record_metrics(ctx: &Context, chaos: &Chaos) {
-    let status = chaos.status.as_ref();
-    let labels = ExperimentLabels {
-        phase: status
-            .and_then(|s| s.phase)
-            .map(|p| format!("{p:?}"))
-            .unwrap_or_else(|| "Pending".into()),
-        verdict: status
-            .and_then(|s| s.verdict)
-            .map(|v| format!("{v:?}"))
-            .unwrap_or_default(),
-    };
-    let faults_active = status.is_some_and(|s| {
-        s.conditions
-            .iter()
-            .any(|c| c.type_ == super::conditions::FAULTS_ACTIVE && c.status == "True")
-    });
     ctx.metrics
-        .set_experiment(&uid_of(chaos), Some(labels), faults_active);
+        .set_experiment(&uid_of(chaos), Some(ExperimentSnapshot::of(chaos)));
 }
 
 /// The runner Job of the current generation, and its pods.
@@ -508,7 +492,7 @@ async fn cleanup(chaos: Arc<Chaos>, ctx: Arc<Context>) -> Result<Action, Error> 
     if runners_left + leases_left > 0 {
         return Err(Error::Reverting(runners_left + leases_left));
     }
-    ctx.metrics.set_experiment(&uid_of(&chaos), None, false);
+    ctx.metrics.set_experiment(&uid_of(&chaos), None);
     Ok(Action::await_change())
 }
 
