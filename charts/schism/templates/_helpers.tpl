@@ -79,7 +79,10 @@ empty means cluster-wide.
 {{- end }}
 {{- end }}
 
-{{/* Checks on values that would otherwise make an unsafe or broken installation. */}}
+{{/*
+Checks on values that would otherwise make an unsafe or broken installation. values.schema.json
+refuses these values first; the checks stay for installs that skip it (--skip-schema-validation).
+*/}}
 {{- define "schism.validate" -}}
 {{- if lt (int .Values.controller.maxPods) 1 }}
 {{- fail "controller.maxPods must be at least 1" }}
