@@ -18,7 +18,7 @@ pub mod status;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use futures::StreamExt;
+use futures::{StreamExt, TryStreamExt};
 use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::core::v1::{Pod, ServiceAccount};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
@@ -143,11 +143,6 @@ fn problems(chaos: &Chaos, radius: &BlastRadius) -> Vec<String> {
         problems.push(e.to_string());
     }
     problems
-}
-
-fn record_metrics(ctx: &Context, chaos: &Chaos) {
-    ctx.metrics
-        .set_experiment(&uid_of(chaos), Some(ExperimentSnapshot::of(chaos)));
 }
 
 /// The runner Job of the current generation, and its pods.
@@ -375,7 +370,6 @@ async fn conclude(
 }
 
 async fn apply(chaos: Arc<Chaos>, ctx: Arc<Context>) -> Result<Action, Error> {
-    record_metrics(&ctx, &chaos);
     if decide::concluded(&chaos) {
         return Ok(Action::await_change());
     }
@@ -571,8 +565,21 @@ pub async fn run(
     let runners =
         watcher::Config::default().labels(&format!("{COMPONENT_LABEL}={RUNNER_COMPONENT}"));
     let (cache, writer) = reflector::store();
+    let metrics = Arc::clone(&ctx.metrics);
     let chaos_changes = watcher(chaoses, watcher::Config::default())
         .default_backoff()
+        // The metrics read the outcome's figures, which the cache drops: they are taken from
+        // every event as it arrives, before the object is trimmed.
+        .map_ok(move |event| {
+            match &event {
+                watcher::Event::Apply(chaos) | watcher::Event::InitApply(chaos) => {
+                    metrics.set_experiment(&uid_of(chaos), Some(ExperimentSnapshot::of(chaos)))
+                }
+                watcher::Event::Delete(chaos) => metrics.set_experiment(&uid_of(chaos), None),
+                watcher::Event::Init | watcher::Event::InitDone => {}
+            }
+            event
+        })
         .modify(trim_for_cache)
         .reflect(writer)
         .applied_objects();
