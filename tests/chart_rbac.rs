@@ -16,6 +16,8 @@
 mod apiserver;
 #[path = "support/chart.rs"]
 mod chart;
+#[path = "support/manual_clock.rs"]
+mod manual_clock;
 #[path = "support/operator.rs"]
 mod operator;
 
@@ -289,9 +291,63 @@ async fn side_paths() -> Vec<apiserver::auth::Decision> {
     controller.abort();
     decisions.extend(cluster.server.decisions());
 
+    decisions.extend(schedule_path().await);
     let refused: Vec<_> = decisions.iter().filter(|d| !d.allowed).collect();
     assert!(refused.is_empty(), "{refused:#?}");
     decisions
+}
+
+/// A ChaosSchedule run by the schedule controller as the controller's ServiceAccount, on a
+/// clock the test moves: a run made, then replaced by the next (created, deleted, the
+/// schedule's status written). Returns every RBAC decision made.
+async fn schedule_path() -> Vec<apiserver::auth::Decision> {
+    use schism::operator::clock::Clock;
+    use schism::operator::schedule;
+
+    let cluster = Cluster::start(ClusterOptions {
+        agent: false,
+        run_runners: false,
+        ..Default::default()
+    })
+    .await;
+    let clock = manual_clock::ManualClock::new(jiff::Timestamp::now());
+    let ctx = std::sync::Arc::new(schedule::Context {
+        client: cluster
+            .server
+            .client_with_token(Some(&cluster.controller_token)),
+        metrics: Default::default(),
+        clock: clock.clone() as std::sync::Arc<dyn Clock>,
+    });
+    let controller = tokio::spawn(async move {
+        schedule::run(ctx, None, futures::future::pending()).await;
+    });
+    let schedule: schism::api::ChaosSchedule = serde_json::from_value(json!({
+        "apiVersion": "schism.dev/v1alpha1", "kind": "ChaosSchedule",
+        "metadata": {"name": "every5", "namespace": NAMESPACE},
+        "spec": {"schedule": "*/5 * * * *", "concurrencyPolicy": "Replace",
+            "template": {"target": {"statefulSet": "etcd"}, "duration": "5s"}}
+    }))
+    .unwrap();
+    Api::<schism::api::ChaosSchedule>::namespaced(cluster.server.client(), NAMESPACE)
+        .create(&PostParams::default(), &schedule)
+        .await
+        .unwrap();
+    let runs = || cluster.server.objects(operator::CHAOSES);
+    let five = jiff::SignedDuration::from_mins(5);
+    clock.advance(five);
+    wait_for("the first run", Duration::from_secs(10), || {
+        runs().len() == 1
+    })
+    .await;
+    let first = runs()[0]["metadata"]["name"].clone();
+    clock.advance(five);
+    wait_for("the first run replaced", Duration::from_secs(10), || {
+        let runs = runs();
+        runs.len() == 1 && runs[0]["metadata"]["name"] != first
+    })
+    .await;
+    controller.abort();
+    cluster.server.decisions()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

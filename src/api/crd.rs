@@ -5,10 +5,11 @@ use kube::CustomResourceExt;
 
 use super::chaos::Chaos;
 use super::fault_lease::FaultLease;
+use super::schedule::ChaosSchedule;
 
 /// Every CRD Schism installs, in a stable order.
 pub fn all() -> Vec<CustomResourceDefinition> {
-    vec![Chaos::crd(), FaultLease::crd()]
+    vec![Chaos::crd(), ChaosSchedule::crd(), FaultLease::crd()]
 }
 
 /// The CRDs as one multi-document YAML file, byte-for-byte what `crds/schism.yaml` holds.

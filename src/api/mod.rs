@@ -4,9 +4,11 @@
 
 pub mod chaos;
 pub mod crd;
+pub mod cron;
 pub mod duration;
 pub mod expectation;
 pub mod fault_lease;
+pub mod schedule;
 pub mod status;
 pub mod validate;
 
@@ -14,6 +16,7 @@ pub use chaos::*;
 pub use duration::KubeDuration;
 pub use expectation::{Comparator, Expectation};
 pub use fault_lease::*;
+pub use schedule::*;
 pub use status::*;
 
 /// The API group of every Schism resource.

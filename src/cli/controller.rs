@@ -5,9 +5,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::api::RunnerSpec;
+use crate::operator::clock::SystemClock;
 use crate::operator::controller::{self, Context, job::RunnerTemplate};
 use crate::operator::targets::BlastRadius;
-use crate::operator::{leader, metrics};
+use crate::operator::{leader, metrics, schedule};
 
 /// Arguments of `schism controller`.
 #[derive(clap::Args, Debug)]
@@ -145,8 +146,20 @@ pub fn run(args: &ControllerArgs, log_json: bool) -> i32 {
             log_json,
             keep_finished: args.runner_keep_finished,
         };
+        let schedules = Arc::new(schedule::Context {
+            client: client.clone(),
+            metrics: Arc::clone(&metrics),
+            clock: Arc::new(SystemClock),
+        });
         let ctx = Arc::new(Context::new(client.clone(), radius, runner, metrics));
-        let controller = controller::run(ctx, args.watch_namespace.as_deref(), shutdown());
+        // Experiments and schedules under one leadership: both run, both stop on shutdown.
+        let namespace = args.watch_namespace.as_deref();
+        let controller = async {
+            tokio::join!(
+                controller::run(ctx, namespace, shutdown()),
+                schedule::run(schedules, namespace, shutdown()),
+            );
+        };
         let code = match leadership {
             None => {
                 controller.await;

@@ -95,10 +95,14 @@ pub fn load_experiment(path: &std::path::Path) -> Result<Chaos, String> {
             reports.len()
         ));
     }
-    Ok(*reports
-        .remove(0)
-        .chaos
-        .expect("a valid document carries its Chaos"))
+    let report = reports.remove(0);
+    match report.chaos {
+        Some(chaos) => Ok(*chaos),
+        None => Err(format!(
+            "{} holds a ChaosSchedule; schism run runs a Chaos (its template, as the spec of one)",
+            path.display()
+        )),
+    }
 }
 
 fn cluster_config(

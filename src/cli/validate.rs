@@ -50,16 +50,19 @@ pub fn run(args: &ValidateArgs) -> i32 {
             documents += 1;
             if report.problems.is_empty() {
                 if !args.quiet {
-                    let name = report
-                        .chaos
-                        .as_ref()
-                        .map(|c| match (&c.metadata.name, &c.metadata.generate_name) {
+                    let (kind, meta) = match (&report.chaos, &report.schedule) {
+                        (Some(c), _) => ("Chaos", Some(&c.metadata)),
+                        (None, Some(s)) => ("ChaosSchedule", Some(&s.metadata)),
+                        (None, None) => ("Chaos", None),
+                    };
+                    let name = meta
+                        .map(|m| match (&m.name, &m.generate_name) {
                             (Some(name), _) => name.clone(),
                             (None, Some(prefix)) => format!("(generateName {prefix})"),
                             (None, None) => String::new(),
                         })
                         .unwrap_or_default();
-                    let _ = writeln!(stdout, "{shown}:{}: valid Chaos {name}", report.index);
+                    let _ = writeln!(stdout, "{shown}:{}: valid {kind} {name}", report.index);
                 }
                 continue;
             }

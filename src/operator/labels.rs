@@ -15,6 +15,14 @@ pub const RUNNER_COMPONENT: &str = "schism-runner";
 /// Annotation on runner pods naming their Chaos, so a pod event finds the Chaos to wake.
 pub const CHAOS_NAME_ANNOTATION: &str = "schism.dev/chaos";
 
+/// Label naming the ChaosSchedule a Chaos run belongs to (for people and `kubectl -l`).
+pub const SCHEDULE_LABEL: &str = "schism.dev/schedule";
+/// Label holding the UID of the ChaosSchedule a Chaos run belongs to: what the schedule
+/// controller selects its runs by.
+pub const SCHEDULE_UID_LABEL: &str = "schism.dev/schedule-uid";
+/// Annotation on a Chaos run: the cron time it was made for (RFC 3339).
+pub const SCHEDULED_TIME_ANNOTATION: &str = "schism.dev/scheduled-time";
+
 /// Field manager of everything the controller writes: the finalizer, the runner Job's name in
 /// status, a rejection and the conclusion of a runner that died.
 pub const CONTROLLER_MANAGER: &str = "schism-controller";

@@ -3,6 +3,7 @@
 //! node, leader election and the operational endpoints.
 
 pub mod agent;
+pub mod clock;
 pub mod conditions;
 pub mod controller;
 pub mod events;
@@ -11,6 +12,7 @@ pub mod leader;
 pub mod lookup;
 pub mod metrics;
 pub mod runner;
+pub mod schedule;
 pub mod targets;
 
 /// Resolves on SIGTERM (what the kubelet sends) or Ctrl-C.

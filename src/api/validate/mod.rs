@@ -2,6 +2,7 @@
 //! semantic rules, then the CRD's CEL rules through kube's local evaluator — the same checks an
 //! API server and the controller make, each problem with its field path.
 
+pub mod schedule;
 mod schema;
 pub mod semantic;
 
@@ -11,7 +12,7 @@ use std::sync::OnceLock;
 use serde::Deserialize;
 use serde_json::Value;
 
-use crate::api::{API_VERSION, Chaos, GROUP};
+use crate::api::{API_VERSION, Chaos, ChaosSchedule, GROUP};
 
 /// User text quoted for a message, cut to a readable length: a manifest may hold megabytes.
 pub(crate) fn shown(text: &str) -> String {
@@ -56,8 +57,10 @@ pub struct DocumentReport {
     pub index: usize,
     /// Everything wrong with it; empty when valid.
     pub problems: Vec<Problem>,
-    /// The parsed resource, when it is valid.
+    /// The parsed Chaos, when it is one and valid.
     pub chaos: Option<Box<Chaos>>,
+    /// The parsed ChaosSchedule, when it is one and valid.
+    pub schedule: Option<Box<ChaosSchedule>>,
 }
 
 impl DocumentReport {
@@ -66,6 +69,7 @@ impl DocumentReport {
             index,
             problems,
             chaos: None,
+            schedule: None,
         }
     }
 }
@@ -215,18 +219,42 @@ fn to_json(value: serde_yaml::Value, path: &str, problems: &mut Vec<Problem>) ->
     }
 }
 
-/// The CRD's `openAPIV3Schema` as JSON, built once.
+/// The kinds `schism validate` knows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    Chaos,
+    Schedule,
+}
+
+fn openapi_schema<K: kube::CustomResourceExt>() -> Value {
+    let crd = K::crd();
+    let schema = crd.spec.versions[0]
+        .schema
+        .as_ref()
+        .and_then(|s| s.open_api_v3_schema.as_ref())
+        .expect("the derived CRD has a schema");
+    serde_json::to_value(schema).expect("a schema serializes to JSON")
+}
+
+/// The Chaos CRD's `openAPIV3Schema` as JSON, built once.
 fn chaos_schema() -> &'static Value {
     static SCHEMA: OnceLock<Value> = OnceLock::new();
-    SCHEMA.get_or_init(|| {
-        let crd = <Chaos as kube::CustomResourceExt>::crd();
-        let schema = crd.spec.versions[0]
-            .schema
-            .as_ref()
-            .and_then(|s| s.open_api_v3_schema.as_ref())
-            .expect("the derived CRD has a schema");
-        serde_json::to_value(schema).expect("a schema serializes to JSON")
-    })
+    SCHEMA.get_or_init(openapi_schema::<Chaos>)
+}
+
+/// The ChaosSchedule CRD's `openAPIV3Schema` as JSON, built once.
+fn schedule_schema() -> &'static Value {
+    static SCHEMA: OnceLock<Value> = OnceLock::new();
+    SCHEMA.get_or_init(openapi_schema::<ChaosSchedule>)
+}
+
+impl Kind {
+    fn schema(self) -> &'static Value {
+        match self {
+            Kind::Chaos => chaos_schema(),
+            Kind::Schedule => schedule_schema(),
+        }
+    }
 }
 
 fn validate_value(index: usize, yaml: serde_yaml::Value) -> DocumentReport {
@@ -252,10 +280,10 @@ fn validate_value(index: usize, yaml: serde_yaml::Value) -> DocumentReport {
             )],
         );
     };
-    check_identity(object, &mut problems);
-    if !problems.is_empty() {
+    let kind = check_identity(object, &mut problems);
+    let Some(kind) = kind.filter(|_| problems.is_empty()) else {
         return DocumentReport::invalid(index, problems);
-    }
+    };
     // metadata is an open object in every CRD schema; its fields are the API server's business,
     // so only name and namespace are checked here.
     // The CRD schema describes spec and status; apiVersion, kind and metadata belong to every
@@ -269,7 +297,10 @@ fn validate_value(index: usize, yaml: serde_yaml::Value) -> DocumentReport {
             object.remove(field);
         }
     }
-    schema::check(chaos_schema(), &for_schema, "", &mut problems);
+    schema::check(kind.schema(), &for_schema, "", &mut problems);
+    if kind == Kind::Schedule {
+        return validate_schedule(index, &json, problems);
+    }
     let schema_clean = problems.is_empty();
     let chaos: Chaos = match serde_path_to_error::deserialize(&json) {
         Ok(chaos) => chaos,
@@ -300,6 +331,42 @@ fn validate_value(index: usize, yaml: serde_yaml::Value) -> DocumentReport {
             index,
             problems,
             chaos: Some(Box::new(chaos)),
+            schedule: None,
+        }
+    } else {
+        DocumentReport::invalid(index, problems)
+    }
+}
+
+/// The typed and CEL layers for a ChaosSchedule, after its schema check found `problems`.
+fn validate_schedule(index: usize, json: &Value, mut problems: Vec<Problem>) -> DocumentReport {
+    let schema_clean = problems.is_empty();
+    let schedule: ChaosSchedule = match serde_path_to_error::deserialize(json) {
+        Ok(schedule) => schedule,
+        Err(_) if !schema_clean => return DocumentReport::invalid(index, problems),
+        Err(e) => {
+            let path = e.path().to_string();
+            return DocumentReport::invalid(
+                index,
+                vec![Problem::new(&path, e.into_inner().to_string())],
+            );
+        }
+    };
+    let name = schedule.metadata.name.as_deref();
+    for problem in schedule::check_schedule(&schedule.spec, name) {
+        if !problems.iter().any(|p| p.path == problem.path) {
+            problems.push(problem);
+        }
+    }
+    if problems.is_empty() {
+        problems.extend(cel_problems_of(schedule_schema(), json));
+    }
+    if problems.is_empty() {
+        DocumentReport {
+            index,
+            problems,
+            chaos: None,
+            schedule: Some(Box::new(schedule)),
         }
     } else {
         DocumentReport::invalid(index, problems)
@@ -308,8 +375,12 @@ fn validate_value(index: usize, yaml: serde_yaml::Value) -> DocumentReport {
 
 /// Evaluates the CRD's CEL rules on the object as an API server would.
 pub fn cel_problems(object: &Value) -> Vec<Problem> {
+    cel_problems_of(chaos_schema(), object)
+}
+
+fn cel_problems_of(schema: &Value, object: &Value) -> Vec<Problem> {
     let validator = kube::core::cel::Validator::new();
-    match validator.validate(chaos_schema(), object, None) {
+    match validator.validate(schema, object, None) {
         Ok(()) => Vec::new(),
         Err(errors) => errors
             .into_vec()
@@ -328,7 +399,10 @@ pub fn cel_problems(object: &Value) -> Vec<Problem> {
     }
 }
 
-fn check_identity(object: &serde_json::Map<String, Value>, problems: &mut Vec<Problem>) {
+fn check_identity(
+    object: &serde_json::Map<String, Value>,
+    problems: &mut Vec<Problem>,
+) -> Option<Kind> {
     match object.get("apiVersion") {
         None => problems.push(Problem::new(
             "apiVersion",
@@ -346,14 +420,24 @@ fn check_identity(object: &serde_json::Map<String, Value>, problems: &mut Vec<Pr
             format!("{other} is not {API_VERSION}; this tool validates Chaos resources"),
         )),
     }
-    match object.get("kind") {
-        None => problems.push(Problem::new(
-            "kind",
-            "required field is missing; expected Chaos",
-        )),
-        Some(Value::String(k)) if k == "Chaos" => {}
-        Some(other) => problems.push(Problem::new("kind", format!("{other} is not Chaos"))),
-    }
+    let kind = match object.get("kind") {
+        None => {
+            problems.push(Problem::new(
+                "kind",
+                "required field is missing; expected Chaos or ChaosSchedule",
+            ));
+            None
+        }
+        Some(Value::String(k)) if k == "Chaos" => Some(Kind::Chaos),
+        Some(Value::String(k)) if k == "ChaosSchedule" => Some(Kind::Schedule),
+        Some(other) => {
+            problems.push(Problem::new(
+                "kind",
+                format!("{other} is not Chaos or ChaosSchedule"),
+            ));
+            None
+        }
+    };
     if !object.contains_key("metadata") {
         problems.push(Problem::new(
             "metadata",
@@ -363,6 +447,7 @@ fn check_identity(object: &serde_json::Map<String, Value>, problems: &mut Vec<Pr
     if !object.contains_key("spec") {
         problems.push(Problem::new("spec", "required field is missing"));
     }
+    kind
 }
 
 fn check_metadata(meta: &Value, problems: &mut Vec<Problem>) {
