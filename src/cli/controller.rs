@@ -8,7 +8,7 @@ use crate::api::RunnerSpec;
 use crate::operator::clock::SystemClock;
 use crate::operator::controller::{self, Context, job::RunnerTemplate};
 use crate::operator::targets::BlastRadius;
-use crate::operator::{leader, metrics, schedule};
+use crate::operator::{halt, leader, metrics, schedule};
 
 /// Arguments of `schism controller`.
 #[derive(clap::Args, Debug)]
@@ -32,6 +32,9 @@ pub struct ControllerArgs {
     /// Prometheus for assertions that name no `url` (passed on to every runner).
     #[arg(long, value_name = "URL")]
     pub prometheus_url: Option<String>,
+    /// Where the emergency stop (`schism halt`) lives: the namespace Schism runs in.
+    #[arg(long, value_name = "NAMESPACE", env = "POD_NAMESPACE")]
+    pub halt_namespace: Option<String>,
     /// Lead only while holding this coordination Lease (safe with several replicas).
     #[arg(long, default_value = "schism-controller")]
     pub leader_lease: String,
@@ -141,6 +144,7 @@ pub fn run(args: &ControllerArgs, log_json: bool) -> i32 {
             defaults: args.runner_defaults.clone(),
             check_timeout: args.check_timeout,
             prometheus_url: args.prometheus_url.clone(),
+            halt_namespace: args.halt_namespace.clone(),
             max_pods: args.max_pods,
             log_level: std::env::var("RUST_LOG").unwrap_or_else(|_| "info".into()),
             log_json,
@@ -151,7 +155,12 @@ pub fn run(args: &ControllerArgs, log_json: bool) -> i32 {
             metrics: Arc::clone(&metrics),
             clock: Arc::new(SystemClock),
         });
-        let ctx = Arc::new(Context::new(client.clone(), radius, runner, metrics));
+        let mut ctx = Context::new(client.clone(), radius, runner, metrics);
+        ctx.halt = args
+            .halt_namespace
+            .as_deref()
+            .map(|namespace| halt::watch_halt(client.clone(), namespace));
+        let ctx = Arc::new(ctx);
         // Experiments and schedules under one leadership: both run, both stop on shutdown.
         let namespace = args.watch_namespace.as_deref();
         let controller = async {

@@ -3,6 +3,7 @@
 pub mod check;
 mod check_txn;
 pub mod controller;
+pub mod halt;
 pub mod run;
 pub mod validate;
 pub mod wait;
@@ -49,6 +50,9 @@ pub enum Command {
     Wait(wait::WaitArgs),
     /// Write a Chaos's stored report (JUnit XML, HTML, history) into a directory.
     Report(wait::ReportArgs),
+    /// The emergency stop: every running experiment heals its faults at once and concludes
+    /// Inconclusive, new ones wait; `--lift` clears it.
+    Halt(halt::HaltArgs),
 }
 
 /// Runs the parsed command line and returns the process exit code.
@@ -72,6 +76,7 @@ pub fn run(cli: Cli) -> i32 {
         Command::Agent(args) => crate::operator::agent::run(&args),
         Command::Wait(args) => wait::wait(&args),
         Command::Report(args) => wait::report(&args),
+        Command::Halt(args) => halt::run(&args),
         Command::Crd => {
             print!("{}", crate::api::crd::render_yaml());
             0

@@ -9,6 +9,8 @@ pub const FAULTS_ACTIVE: &str = "FaultsActive";
 pub const COMPLETED: &str = "Completed";
 /// The verdict is Pass.
 pub const PASSED: &str = "Passed";
+/// The run waits for the emergency stop (`schism halt`) to be lifted.
+pub const HALTED: &str = "Halted";
 
 /// Sets a condition, keeping `lastTransitionTime` unless the status flips.
 pub fn set_condition(

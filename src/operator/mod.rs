@@ -7,6 +7,7 @@ pub mod clock;
 pub mod conditions;
 pub mod controller;
 pub mod events;
+pub mod halt;
 pub mod labels;
 pub mod leader;
 pub mod lookup;

@@ -366,6 +366,7 @@ pub fn runner_template() -> RunnerTemplate {
         defaults: Default::default(),
         check_timeout: Duration::from_secs(60),
         prometheus_url: None,
+        halt_namespace: Some(chart::RELEASE_NAMESPACE.into()),
         max_pods: 10,
         log_level: "info".into(),
         log_json: false,

@@ -40,6 +40,8 @@ pub struct RunnerTemplate {
     pub check_timeout: Duration,
     /// Where Prometheus assertions without a `url` send their queries.
     pub prometheus_url: Option<String>,
+    /// The namespace of the emergency stop runners obey (`schism halt`).
+    pub halt_namespace: Option<String>,
     /// The most pods one experiment may affect.
     pub max_pods: usize,
     /// `RUST_LOG` of the runner.
@@ -186,6 +188,9 @@ pub fn runner_job(chaos: &Chaos, template: &RunnerTemplate) -> Job {
     if let Some(url) = &template.prometheus_url {
         args.push(format!("--prometheus-url={url}"));
     }
+    if let Some(namespace) = &template.halt_namespace {
+        args.push(format!("--halt-namespace={namespace}"));
+    }
     let deadline = active_deadline(chaos, template.check_timeout);
     let container = Container {
         name: "runner".into(),
@@ -320,6 +325,7 @@ mod tests {
             .unwrap(),
             check_timeout: Duration::from_secs(300),
             prometheus_url: None,
+            halt_namespace: Some("schism-system".into()),
             max_pods: 10,
             log_level: "info".into(),
             log_json: false,

@@ -33,7 +33,9 @@ use kube::{Api, Client, Resource, ResourceExt};
 
 use self::decide::{Step, decide};
 use self::job::RunnerTemplate;
+use super::conditions::HALTED;
 use super::events::EventSink;
+use super::halt::{Halt, HaltState};
 use super::labels::{
     CHAOS_NAME_ANNOTATION, CHAOS_UID_LABEL, COMPONENT_LABEL, CONTROLLER_MANAGER, GENERATION_LABEL,
     RUNNER_COMPONENT,
@@ -90,6 +92,8 @@ pub struct Context {
     pub metrics: Arc<Metrics>,
     /// How long past a deadline the controller waits for an agent or a runner pod.
     pub agent_grace: Duration,
+    /// The emergency stop, when watched: while it is in force no run starts.
+    pub halt: Option<tokio::sync::watch::Receiver<HaltState>>,
 }
 
 impl Context {
@@ -106,6 +110,7 @@ impl Context {
             runner,
             metrics,
             agent_grace: AGENT_GRACE,
+            halt: None,
         }
     }
 
@@ -276,6 +281,21 @@ async fn start(chaos: &Chaos, ctx: &Context) -> Result<Action, Error> {
     }) {
         return Ok(Action::await_change());
     }
+    let was_halted = chaos.status.as_ref().is_some_and(|s| {
+        s.conditions
+            .iter()
+            .any(|c| c.type_ == HALTED && c.status == "True")
+    });
+    if was_halted {
+        let patch = status::halted(chaos, None, &now());
+        chaos_api(ctx, chaos)
+            .patch_status(
+                &chaos.name_any(),
+                &PatchParams::default(),
+                &Patch::Merge(&patch),
+            )
+            .await?;
+    }
     stop_older_runners(ctx, chaos).await?;
     let job = job::runner_job(chaos, &ctx.runner);
     let name = job.name_any();
@@ -378,7 +398,10 @@ async fn apply(chaos: Arc<Chaos>, ctx: Arc<Context>) -> Result<Action, Error> {
     match decide(&chaos, &problems, job.as_ref(), &pods, Timestamp::now()) {
         Step::Idle => Ok(Action::await_change()),
         Step::Reject { reason, message } => reject(&chaos, &ctx, reason, message).await,
-        Step::Start => start(&chaos, &ctx).await,
+        Step::Start => match ctx.halt.as_ref().and_then(|h| h.borrow().halt().cloned()) {
+            Some(halt) => hold(&chaos, &ctx, &halt).await,
+            None => start(&chaos, &ctx).await,
+        },
         Step::Watch { recheck } => Ok(match recheck {
             Some(after) => Action::requeue(after),
             None => Action::await_change(),
@@ -388,6 +411,31 @@ async fn apply(chaos: Arc<Chaos>, ctx: Arc<Context>) -> Result<Action, Error> {
             stop_runner,
         } => conclude(&chaos, &ctx, message, stop_runner).await,
     }
+}
+
+/// Under an emergency stop a run does not start: the `Halted` condition and an Event say
+/// why, once; lifting the stop wakes every Chaos.
+async fn hold(chaos: &Chaos, ctx: &Context, halt: &Halt) -> Result<Action, Error> {
+    let message = halt.describe();
+    let shown = chaos.status.as_ref().is_some_and(|s| {
+        s.conditions
+            .iter()
+            .any(|c| c.type_ == HALTED && c.status == "True" && c.message == message)
+    });
+    if !shown {
+        let patch = status::halted(chaos, Some(&message), &now());
+        chaos_api(ctx, chaos)
+            .patch_status(
+                &chaos.name_any(),
+                &PatchParams::default(),
+                &Patch::Merge(&patch),
+            )
+            .await?;
+        ctx.events(chaos)
+            .publish(EventType::Warning, "Halted", "Wait", message)
+            .await;
+    }
+    Ok(Action::await_change())
 }
 
 /// Deletes the Chaos's leases (of one generation, or all) and returns how many still wait for
@@ -542,6 +590,19 @@ pub fn trim_for_cache(chaos: &mut Chaos) {
     }
 }
 
+/// A tick on every change of the emergency stop (never, when it is not watched).
+fn halt_changes(
+    halt: Option<tokio::sync::watch::Receiver<HaltState>>,
+) -> futures::stream::BoxStream<'static, ()> {
+    match halt {
+        None => Box::pin(futures::stream::pending()),
+        Some(halt) => Box::pin(futures::stream::unfold(halt, |mut halt| async move {
+            halt.changed().await.ok()?;
+            Some(((), halt))
+        })),
+    }
+}
+
 /// Runs the controller until `shutdown` resolves. Watches Chaos objects in all namespaces (or
 /// `namespace`), the runner Jobs they own, and the runner pods — nothing else.
 pub async fn run(
@@ -595,6 +656,8 @@ pub async fn run(
             let name = pod.annotations().get(CHAOS_NAME_ANNOTATION)?.clone();
             Some(ObjectRef::new(&name).within(&pod.namespace()?))
         })
+        // Lifting the emergency stop wakes every Chaos that waited for it.
+        .reconcile_all_on(halt_changes(ctx.halt.clone()))
         .graceful_shutdown_on(shutdown)
         .run(reconcile, error_policy, ctx)
         .for_each(|result| async move {

@@ -7,7 +7,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use serde_json::{Value, json};
 
 use crate::api::Chaos;
-use crate::operator::conditions::set_ended;
+use crate::operator::conditions::{HALTED, set_condition, set_ended};
 
 /// Fields of an earlier run's outcome, which a rejected generation must not seem to have.
 const RUN_FIELDS: [&str; 9] = [
@@ -66,6 +66,34 @@ pub fn runner_lost(chaos: &Chaos, message: &str, now: &Time) -> Value {
             "conditions": conditions,
         }),
     )
+}
+
+/// The merge patch that shows a run waiting for the emergency stop (`Some(message)`), or
+/// that the wait is over (`None`). Only the conditions change.
+pub fn halted(chaos: &Chaos, message: Option<&str>, now: &Time) -> Value {
+    let mut conditions = chaos
+        .status
+        .as_ref()
+        .map(|s| s.conditions.clone())
+        .unwrap_or_default();
+    let (held, reason, message) = match message {
+        Some(message) => (true, "EmergencyStop", message),
+        None => (
+            false,
+            "Lifted",
+            "the emergency stop was lifted; the run starts",
+        ),
+    };
+    set_condition(
+        &mut conditions,
+        HALTED,
+        held,
+        reason,
+        message,
+        chaos.metadata.generation,
+        now,
+    );
+    with_version(chaos, json!({"conditions": conditions}))
 }
 
 fn with_version(chaos: &Chaos, status: Value) -> Value {

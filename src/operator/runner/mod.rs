@@ -39,6 +39,7 @@ use crate::api::{Chaos, ChaosStatus, FaultLease, Verdict};
 use crate::engine::experiment::{self, RunSettings};
 use crate::engine::timeline;
 use crate::operator::events::EventSink;
+use crate::operator::halt;
 use crate::operator::labels::{CHAOS_UID_LABEL, GENERATION_LABEL, RUNNER_MANAGER};
 use crate::operator::lookup;
 use crate::operator::targets::BlastRadius;
@@ -72,6 +73,9 @@ pub struct RunnerArgs {
     /// Prometheus for assertions that name no `url`.
     #[arg(long, value_name = "URL")]
     pub prometheus_url: Option<String>,
+    /// The namespace of the emergency stop (`schism halt`) to obey; none: no stop is watched.
+    #[arg(long, value_name = "NAMESPACE")]
+    pub halt_namespace: Option<String>,
     /// Memory budget of the check (e.g. 512Mi). Default: 60% of this pod's memory limit, less
     /// what the runner already holds.
     #[arg(long, value_name = "SIZE", value_parser = crate::check::memory::parse_size)]
@@ -280,6 +284,18 @@ pub async fn run_runner(
         args: args.clone(),
     };
     let mut shutdown = Box::pin(shutdown);
+    let mut halt = args
+        .halt_namespace
+        .as_deref()
+        .map(|namespace| halt::watch_halt(client.clone(), namespace));
+    if let Some(state) = halt.as_mut() {
+        // Under an emergency stop nothing starts: wait (the controller shows why) until it
+        // is lifted, or for the first answer.
+        tokio::select! {
+            _ = &mut shutdown => return Ok(RunnerExit::Stopped),
+            _ = halt::wait_clear(state) => {}
+        }
+    }
 
     // Claim the run, exactly once per generation.
     let (chaos, mut current) = loop {
@@ -413,10 +429,25 @@ pub async fn run_runner(
         tokio::spawn(async move { experiment::run(&spec, plan, &mut backend, &settings).await });
 
     let mut stopping = false;
+    let mut halted: Option<halt::Halt> = None;
+    let started = tokio::time::Instant::now();
     let mut shown = (0usize, false);
     let outcome = loop {
         tokio::select! {
             outcome = &mut engine => break outcome,
+            stop_now = async {
+                match halt.as_mut() {
+                    Some(state) => halt::wait_halted(state).await,
+                    None => std::future::pending().await,
+                }
+            }, if halted.is_none() && !stopping => {
+                tracing::warn!(reason = %stop_now.reason, "emergency stop: healing every fault");
+                let _ = stop.send(true);
+                halted = Some(halt::Halt {
+                    since: format!("{:.1}s", started.elapsed().as_secs_f64()),
+                    ..stop_now
+                });
+            }
             _ = &mut shutdown, if !stopping => {
                 tracing::info!("stopping: healing every fault, cancelling the check");
                 stopping = true;
@@ -445,7 +476,7 @@ pub async fn run_runner(
             }
         }
     };
-    let outcome = match outcome {
+    let mut outcome = match outcome {
         Ok(outcome) => outcome,
         Err(error) => {
             // The engine task panicked: its backend is gone; heal by label, then say so.
@@ -482,6 +513,26 @@ pub async fn run_runner(
         return Ok(RunnerExit::Stopped);
     }
 
+    if let Some(halt) = &halted {
+        // What was recorded is kept and shown, but a run cut short by an operator proves
+        // nothing either way.
+        outcome.status.verdict = Some(Verdict::Inconclusive);
+        outcome.status.reasons.insert(
+            0,
+            format!(
+                "halted by the emergency stop at {}: {}; every fault was healed",
+                halt.since, halt.reason
+            ),
+        );
+        events
+            .publish(
+                EventType::Warning,
+                "Halted",
+                "Halt",
+                format!("emergency stop at {}: {}", halt.since, halt.reason),
+            )
+            .await;
+    }
     let report = store_report(&client, &chaos, &outcome).await;
     let mut finished = status::finished(
         &current,

@@ -412,6 +412,11 @@ impl ApiServer {
         self.client_with_token(self.admin_token.as_deref())
     }
 
+    /// The administrator's token, for a kubeconfig of a command a person would run.
+    pub fn admin_token(&self) -> Option<&str> {
+        self.admin_token.as_deref()
+    }
+
     /// A `kube::Client` that sends `token` (none: no `Authorization` header).
     pub fn client_with_token(&self, token: Option<&str>) -> kube::Client {
         let url = self.url().parse().expect("the server URL is a valid URI");
