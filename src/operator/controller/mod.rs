@@ -573,7 +573,8 @@ pub fn error_policy(_chaos: Arc<Chaos>, error: &Error, ctx: Arc<Context>) -> Act
 
 /// Drops from a cached Chaos what the controller never reads, so that hundreds of concluded
 /// experiments cost little memory: field ownership, `kubectl apply`'s copy of the object, and
-/// the outcome's bulk (timeline, availability, consistency, reasons). Decisions that need the
+/// the outcome's bulk (timeline, availability, consistency, reasons, Prometheus assertions,
+/// the abort). Decisions that need the
 /// whole status read it fresh from the API server.
 pub fn trim_for_cache(chaos: &mut Chaos) {
     chaos.metadata.managed_fields = None;
@@ -587,6 +588,8 @@ pub fn trim_for_cache(chaos: &mut Chaos) {
         status.consistency = None;
         status.reasons = Vec::new();
         status.report = None;
+        status.assertions = Vec::new();
+        status.abort = None;
     }
 }
 
