@@ -382,6 +382,20 @@ fn replica_reads_of_postgres_through_a_partition_fail_strict_serializability_in_
         c["ruledOut"].to_string().contains("strict-serializable"),
         "{c}"
     );
+    // The fault aimed at the followers found the standby by asking each server whether it
+    // is in recovery.
+    let slowed = run.result["faults"]
+        .as_array()
+        .and_then(|faults| faults.iter().find(|f| f["name"] == "slow-standby"))
+        .cloned()
+        .unwrap_or_default();
+    assert_eq!(slowed["targets"], serde_json::json!(["n2"]), "{slowed}");
+    assert!(
+        slowed["detail"]
+            .as_str()
+            .is_some_and(|d| d.starts_with("hit the followers of n1, the leader at 9.")),
+        "{slowed}"
+    );
     // The replica was really a replica: it was copied from the primary by its role's init
     // step and answered the readers (workers 0–3) with what the writers appended.
     let replica_log = std::fs::read_to_string(run.dir.join("nodes/n2.log")).unwrap();
