@@ -248,10 +248,10 @@ async fn replace_stops_the_running_run_and_the_history_keeps_its_limit() {
             .into_iter()
             .find(|r| r["status"]["phase"].is_null())
             .expect("a running run");
-        conclude(&h, current["metadata"]["name"].as_str().unwrap(), "Pass").await;
         let counted = status_of(&h, "swap")["counts"]["pass"]
             .as_i64()
             .unwrap_or(0);
+        conclude(&h, current["metadata"]["name"].as_str().unwrap(), "Pass").await;
         let counted_now = || {
             status_of(&h, "swap")["counts"]["pass"]
                 .as_i64()
