@@ -36,6 +36,7 @@ async fn run(cluster: &Arc<LocalCluster>, spec_yaml: &str, record: bool) -> (f64
         postgres_password: None,
         prometheus_url: None,
         stop: None,
+        suspend: None,
     };
     let mut backend = LocalBackend::new(Arc::clone(cluster));
     let cpu = cpu_seconds();

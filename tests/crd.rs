@@ -224,7 +224,15 @@ fn crd_has_status_subresource_printer_columns_and_short_name() {
         .collect();
     assert_eq!(
         columns,
-        ["Phase", "Verdict", "Availability", "Consistency", "Age"]
+        [
+            "Phase",
+            "Verdict",
+            "Availability",
+            "Consistency",
+            "Aborted",
+            "Seed",
+            "Age"
+        ]
     );
 }
 

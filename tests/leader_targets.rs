@@ -24,6 +24,7 @@ fn settings(seed: u64) -> RunSettings {
         postgres_password: None,
         prometheus_url: None,
         stop: None,
+        suspend: None,
     }
 }
 

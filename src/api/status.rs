@@ -75,6 +75,10 @@ pub struct RunnerRef {
     /// The pod that claimed the run. Written by the runner when it starts the run.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub pod: Option<String>,
+    /// The run's identity (a digest of its spec without `suspend`): a later generation with
+    /// the same identity is this run, suspended or resumed. Written by the runner.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub run: Option<String>,
 }
 
 /// The phase of an experiment.

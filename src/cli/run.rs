@@ -203,6 +203,7 @@ async fn run_async(args: &RunArgs) -> Result<Verdict, String> {
         postgres_password: local_password(spec)?,
         prometheus_url: args.prometheus_url.clone(),
         stop: None,
+        suspend: None,
     };
     let mut backend = LocalBackend::new(Arc::clone(&cluster));
     let outcome = experiment::run(spec, plan, &mut backend, &settings).await;

@@ -20,6 +20,7 @@ use super::probe::{ProbeKind, ProbeSample, run_probes, summarize};
 use super::prometheus;
 use super::recorded::Recorded;
 use super::roles::RoleProber;
+use super::suspend;
 use super::timeline::{self, Aim, FaultInstance, Step, Timeline};
 use super::transactions::{TxnPlan, run_transactions};
 use super::verdict::{Decision, decide};
@@ -90,6 +91,9 @@ pub struct RunSettings {
     /// When this turns true the run stops early: every fault is healed at once, the workload
     /// and probes stop, and the check (if it started) is cancelled. The outcome says so.
     pub stop: Option<watch::Receiver<bool>>,
+    /// While this is true the run is suspended: its faults healed, the window's clock held
+    /// (see [`super::suspend`]).
+    pub suspend: Option<watch::Receiver<bool>>,
 }
 
 /// One fault injection as it happened, with offsets from the window's start.
@@ -135,6 +139,46 @@ pub struct ExperimentOutcome {
     /// The run was stopped before its end (see [`RunSettings::stop`]); its verdict covers only
     /// what was recorded.
     pub stopped: bool,
+}
+
+/// Waits `duration`, or less if `stop` turns true or the run is to be suspended; returns
+/// whether it was stopped.
+async fn wait_step(
+    stop: &mut Option<watch::Receiver<bool>>,
+    suspend: &mut Option<watch::Receiver<bool>>,
+    duration: Duration,
+) -> bool {
+    let Some(suspend) = suspend.as_mut() else {
+        return wait_unless_stopped(stop, duration).await;
+    };
+    if *suspend.borrow() {
+        return stop.as_ref().is_some_and(|s| *s.borrow());
+    }
+    tokio::select! {
+        stopped = wait_unless_stopped(stop, duration) => stopped,
+        _ = suspend.wait_for(|s| *s) => stop.as_ref().is_some_and(|s| *s.borrow()),
+    }
+}
+
+/// Faults injected and not healed, with the instance as injected (aimed, if it was).
+fn open_faults(
+    timeline: &Timeline,
+    aimed: &[Option<FaultInstance>],
+    spans: &[FaultSpan],
+    records: &[FaultRecord],
+) -> Vec<(usize, FaultInstance)> {
+    timeline
+        .instances
+        .iter()
+        .enumerate()
+        .filter(|(i, planned)| {
+            planned.heal_at.is_some()
+                && records[*i].injected_at.is_some()
+                && spans[*i].healed.is_none()
+                && spans[*i].error.is_none()
+        })
+        .map(|(i, planned)| (i, aimed[i].clone().unwrap_or_else(|| planned.clone())))
+        .collect()
 }
 
 /// Waits `duration`, or less if `stop` turns true; returns whether it did.
@@ -287,12 +331,29 @@ pub async fn run<B: Backend>(
     let mut active = 0usize;
     let mut stop = Some(halted);
     let mut stopped = false;
+    let mut suspend = settings.suspend.clone();
+    // The window's clock: wall time since the epoch, less the time spent suspended.
+    let mut paused = Duration::ZERO;
+    let window_clock = |paused: Duration| epoch.elapsed().saturating_sub(paused);
     'timeline: for (at, step) in timeline.steps() {
-        while epoch.elapsed() < at {
-            let left = at - epoch.elapsed();
-            if wait_unless_stopped(&mut stop, left.min(Duration::from_millis(500))).await {
+        while window_clock(paused) < at {
+            let left = at - window_clock(paused);
+            let step_wait = left.min(Duration::from_millis(500));
+            if wait_step(&mut stop, &mut suspend, step_wait).await {
                 stopped = true;
                 break 'timeline;
+            }
+            if let Some(held) = suspend.as_mut().filter(|s| *s.borrow()) {
+                let open = open_faults(&timeline, &aimed, &spans, &records);
+                let held = suspend::hold(backend, &open, held, &mut stop, epoch, paused).await;
+                paused += held.pause;
+                for (i, note) in held.notes {
+                    add_notes(&mut spans[i], &mut records[i], vec![note]);
+                }
+                if held.stopped {
+                    stopped = true;
+                    break 'timeline;
+                }
             }
             progress.show("Running", &counters, active);
         }
@@ -301,8 +362,10 @@ pub async fn run<B: Backend>(
                 let planned = &timeline.instances[i];
                 // The deadline lives with the fault: even if this process dies, the data plane
                 // reverts it shortly after the planned heal.
-                let deadline =
-                    epoch + planned.heal_at.unwrap_or(planned.inject_at) + Duration::from_secs(2);
+                let deadline = epoch
+                    + paused
+                    + planned.heal_at.unwrap_or(planned.inject_at)
+                    + Duration::from_secs(2);
                 spans[i].injected = epoch.elapsed();
                 records[i].injected_at = Some(now());
                 let mut aim_note = None;
@@ -397,9 +460,15 @@ pub async fn run<B: Backend>(
         }
         progress.show("Running", &counters, active);
     }
-    while !stopped && epoch.elapsed() < window {
-        let left = (window - epoch.elapsed()).min(Duration::from_millis(500));
-        stopped = wait_unless_stopped(&mut stop, left).await;
+    while !stopped && window_clock(paused) < window {
+        let left = (window - window_clock(paused)).min(Duration::from_millis(500));
+        stopped = wait_step(&mut stop, &mut suspend, left).await;
+        if let Some(held) = suspend.as_mut().filter(|s| *s.borrow()) {
+            // No fault is open after the last heal; the clock is held all the same.
+            let held = suspend::hold(backend, &[], held, &mut stop, epoch, paused).await;
+            paused += held.pause;
+            stopped = stopped || held.stopped;
+        }
         progress.show("Running", &counters, active);
     }
     // An abort ends the window, not the run: recovery is measured and the history checked.

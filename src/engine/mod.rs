@@ -9,6 +9,7 @@ pub mod probe;
 pub mod prometheus;
 pub mod recorded;
 pub mod roles;
+pub mod suspend;
 pub mod timeline;
 pub mod transactions;
 pub mod verdict;

@@ -11,6 +11,8 @@ pub const COMPLETED: &str = "Completed";
 pub const PASSED: &str = "Passed";
 /// The run waits for the emergency stop (`schism halt`) to be lifted.
 pub const HALTED: &str = "Halted";
+/// The run is paused by `spec.suspend`.
+pub const SUSPENDED: &str = "Suspended";
 
 /// Sets a condition, keeping `lastTransitionTime` unless the status flips.
 pub fn set_condition(

@@ -60,6 +60,27 @@ pub fn concluded(chaos: &Chaos) -> bool {
         )
 }
 
+/// The Job of the run this generation follows: the status describes a run whose identity
+/// (its spec without `suspend`) is the current spec's, so only `suspend` changed since.
+pub fn followed_job(chaos: &Chaos) -> Option<&str> {
+    let runner = chaos.status.as_ref()?.runner.as_ref()?;
+    (runner.run.as_deref()? == chaos.spec.run_identity()).then_some(())?;
+    runner.job.as_deref()
+}
+
+/// A finished run whose Chaos then changed only in `suspend`: the outcome stands for the new
+/// generation, and no run starts.
+pub fn finished_run_followed(chaos: &Chaos) -> bool {
+    let status = chaos.status.as_ref();
+    let finished = matches!(
+        status.and_then(|s| s.phase),
+        Some(Phase::Completed | Phase::Error)
+    );
+    finished
+        && status.and_then(|s| s.observed_generation) != chaos.metadata.generation
+        && followed_job(chaos).is_some()
+}
+
 /// Decides the next step. `problems` are the spec's validation problems; `job` is the
 /// runner Job of the current generation, `pods` its pods.
 pub fn decide(
@@ -205,5 +226,26 @@ mod tests {
             panic!("a started generation is never started again");
         };
         assert!(message.contains("generation 3"), "{message}");
+    }
+
+    #[test]
+    fn a_generation_that_only_changed_suspend_follows_the_run_and_any_other_edit_does_not() {
+        let mut finished = chaos(2, Some((Phase::Completed, 1)));
+        let run = finished.spec.run_identity();
+        finished.status.as_mut().unwrap().runner = Some(crate::api::RunnerRef {
+            job: Some("x-g1".into()),
+            pod: Some("x-g1-r1".into()),
+            run: Some(run),
+        });
+        finished.spec.suspend = true;
+        assert_eq!(followed_job(&finished), Some("x-g1"));
+        assert!(finished_run_followed(&finished));
+        let mut edited = finished.clone();
+        edited.spec.seed = Some(9);
+        assert_eq!(followed_job(&edited), None, "another spec is another run");
+        assert!(!finished_run_followed(&edited));
+        let mut adopted = finished;
+        adopted.status.as_mut().unwrap().observed_generation = Some(2);
+        assert!(!finished_run_followed(&adopted), "already followed");
     }
 }

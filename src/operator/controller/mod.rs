@@ -153,14 +153,26 @@ fn problems(chaos: &Chaos, radius: &BlastRadius) -> Vec<String> {
 /// The runner Job of the current generation, and its pods.
 async fn current_runner(ctx: &Context, chaos: &Chaos) -> Result<(Option<Job>, Vec<Pod>), Error> {
     let namespace = chaos.namespace().unwrap_or_default();
-    let generation = chaos.metadata.generation.unwrap_or(0);
-    let name = job::job_name(&chaos.name_any(), &uid_of(chaos), generation);
+    // A generation that only suspended or resumed the run is carried out by the run's Job.
+    let name = match decide::followed_job(chaos) {
+        Some(job) => job.to_owned(),
+        None => job::job_name(
+            &chaos.name_any(),
+            &uid_of(chaos),
+            chaos.metadata.generation.unwrap_or(0),
+        ),
+    };
     let job = Api::<Job>::namespaced(ctx.client.clone(), &namespace)
         .get_opt(&name)
         .await?;
     let Some(job) = job else {
         return Ok((None, Vec::new()));
     };
+    let generation = job
+        .labels()
+        .get(GENERATION_LABEL)
+        .and_then(|g| g.parse().ok())
+        .unwrap_or_else(|| chaos.metadata.generation.unwrap_or(0));
     let job_uid = job.uid().unwrap_or_default();
     let pods = Api::<Pod>::namespaced(ctx.client.clone(), &namespace)
         .list(&ListParams::default().labels(&runner_selector(chaos, Some(generation))))
@@ -393,6 +405,9 @@ async fn apply(chaos: Arc<Chaos>, ctx: Arc<Context>) -> Result<Action, Error> {
     if decide::concluded(&chaos) {
         return Ok(Action::await_change());
     }
+    if decide::finished_run_followed(&chaos) {
+        return follow_finished(&chaos, &ctx).await;
+    }
     let problems = problems(&chaos, &ctx.radius);
     let (job, pods) = current_runner(&ctx, &chaos).await?;
     match decide(&chaos, &problems, job.as_ref(), &pods, Timestamp::now()) {
@@ -411,6 +426,31 @@ async fn apply(chaos: Arc<Chaos>, ctx: Arc<Context>) -> Result<Action, Error> {
             stop_runner,
         } => conclude(&chaos, &ctx, message, stop_runner).await,
     }
+}
+
+/// `suspend` changed on a finished Chaos: not a new run, and nothing to pause. The outcome
+/// stands, now for this generation too.
+async fn follow_finished(chaos: &Chaos, ctx: &Context) -> Result<Action, Error> {
+    let patch = status::followed(chaos);
+    chaos_api(ctx, chaos)
+        .patch_status(
+            &chaos.name_any(),
+            &PatchParams::default(),
+            &Patch::Merge(&patch),
+        )
+        .await?;
+    ctx.events(chaos)
+        .publish(
+            EventType::Normal,
+            "OutcomeStands",
+            "Follow",
+            format!(
+                "only spec.suspend changed on a finished experiment: no new run; its outcome stands for generation {}",
+                chaos.metadata.generation.unwrap_or_default()
+            ),
+        )
+        .await;
+    Ok(Action::await_change())
 }
 
 /// Under an emergency stop a run does not start: the `Halted` condition and an Event say

@@ -96,6 +96,15 @@ pub fn halted(chaos: &Chaos, message: Option<&str>, now: &Time) -> Value {
     with_version(chaos, json!({"conditions": conditions}))
 }
 
+/// The merge patch that carries a finished run's outcome over to a generation that only
+/// changed `suspend`.
+pub fn followed(chaos: &Chaos) -> Value {
+    with_version(
+        chaos,
+        json!({"observedGeneration": chaos.metadata.generation}),
+    )
+}
+
 fn with_version(chaos: &Chaos, status: Value) -> Value {
     json!({
         "metadata": {"resourceVersion": chaos.metadata.resource_version},

@@ -70,6 +70,7 @@ mod tests {
             runner: pod.map(|p| RunnerRef {
                 job: None,
                 pod: Some(p.into()),
+                run: None,
             }),
             ..Default::default()
         }

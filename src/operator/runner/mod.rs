@@ -156,6 +156,9 @@ pub fn run(args: &RunnerArgs) -> i32 {
 struct StatusWriter {
     api: Api<Chaos>,
     args: RunnerArgs,
+    /// The run's identity, once claimed: a later generation with the same one (a suspend or
+    /// a resume) is still this run.
+    run: std::sync::OnceLock<String>,
 }
 
 /// Whether a write landed.
@@ -168,9 +171,21 @@ enum Written {
 
 impl StatusWriter {
     fn is_current(&self, chaos: &Chaos) -> bool {
+        let same_run = chaos.metadata.generation == Some(self.args.generation)
+            || self
+                .run
+                .get()
+                .is_some_and(|run| *run == chaos.spec.run_identity());
         chaos.metadata.uid.as_deref() == Some(self.args.uid.as_str())
-            && chaos.metadata.generation == Some(self.args.generation)
+            && same_run
             && chaos.metadata.deletion_timestamp.is_none()
+    }
+
+    /// Whether the run is to be suspended now, from a fresh read; `None` when it is no
+    /// longer this runner's (the spec changed otherwise, the Chaos is going).
+    async fn read_suspend(&self) -> Result<Option<bool>, kube::Error> {
+        let fresh = self.api.get_opt(&self.args.name).await?;
+        Ok(fresh.filter(|c| self.is_current(c)).map(|c| c.spec.suspend))
     }
 
     /// Applies `status` (all of the runner's fields) if the Chaos is still at this
@@ -184,7 +199,11 @@ impl StatusWriter {
             if !self.is_current(&fresh) {
                 return Ok(Written::Superseded);
             }
-            match self.apply(status, fresh.resource_version()).await {
+            // A generation that only suspended or resumed the run is followed: the status
+            // describes it from now on.
+            let mut status = status.clone();
+            status.observed_generation = fresh.metadata.generation;
+            match self.apply(&status, fresh.resource_version()).await {
                 Ok(()) => return Ok(Written::Yes),
                 Err(kube::Error::Api(e)) if e.code == 409 && attempt < 10 => attempt += 1,
                 Err(e) => return Err(e),
@@ -282,6 +301,7 @@ pub async fn run_runner(
     let writer = StatusWriter {
         api: api.clone(),
         args: args.clone(),
+        run: std::sync::OnceLock::new(),
     };
     let mut shutdown = Box::pin(shutdown);
     let mut halt = args
@@ -349,10 +369,20 @@ pub async fn run_runner(
                     .as_ref()
                     .map(|s| s.conditions.clone())
                     .unwrap_or_default();
-                let claimed =
-                    status::claimed(args.generation, seed, &args.pod_name, previous, &now());
+                let run = fresh.spec.run_identity();
+                let claimed = status::claimed(
+                    args.generation,
+                    seed,
+                    &args.pod_name,
+                    &run,
+                    previous,
+                    &now(),
+                );
                 match writer.apply(&claimed, fresh.resource_version()).await {
-                    Ok(()) => break (Arc::new(fresh), claimed),
+                    Ok(()) => {
+                        let _ = writer.run.set(run);
+                        break (Arc::new(fresh), claimed);
+                    }
                     // Someone wrote meanwhile (another runner's claim, say): read again.
                     Err(kube::Error::Api(e)) if e.code == 409 => continue,
                     Err(e) => return Err(e.into()),
@@ -414,6 +444,7 @@ pub async fn run_runner(
         Arc::clone(&progress),
     );
     let (stop, stopped) = tokio::sync::watch::channel(false);
+    let (suspend, suspended) = tokio::sync::watch::channel(chaos.spec.suspend);
     let settings = RunSettings {
         seed: seed as u64,
         check_timeout: args.check_timeout,
@@ -423,6 +454,7 @@ pub async fn run_runner(
         postgres_password,
         prometheus_url: args.prometheus_url.clone(),
         stop: Some(stopped),
+        suspend: Some(suspended),
     };
     let spec = chaos.spec.clone();
     let mut engine =
@@ -431,7 +463,7 @@ pub async fn run_runner(
     let mut stopping = false;
     let mut halted: Option<halt::Halt> = None;
     let started = tokio::time::Instant::now();
-    let mut shown = (0usize, false);
+    let mut shown = (0usize, false, false);
     let outcome = loop {
         tokio::select! {
             outcome = &mut engine => break outcome,
@@ -454,12 +486,39 @@ pub async fn run_runner(
                 let _ = stop.send(true);
             }
             _ = tokio::time::sleep(PROGRESS_INTERVAL) => {
+                // `spec.suspend` is followed from a fresh read each tick.
+                match writer.read_suspend().await {
+                    Ok(Some(wanted)) if wanted != *suspend.borrow() && !stopping => {
+                        let _ = suspend.send(wanted);
+                        let (reason, note) = if wanted {
+                            ("Suspended", "spec.suspend is true: every fault is healed and the chaos window's clock stopped")
+                        } else {
+                            ("Resumed", "spec.suspend is false: the faults still in their windows are back and the clock runs on")
+                        };
+                        events.publish(EventType::Normal, reason, reason, note.into()).await;
+                    }
+                    Ok(Some(_)) => {}
+                    Ok(None) if !stopping => {
+                        tracing::info!("superseded: stopping");
+                        stopping = true;
+                        let _ = stop.send(true);
+                    }
+                    Ok(None) => {}
+                    Err(error) => tracing::warn!(%error, "cannot read the Chaos"),
+                }
                 let now_shown = (
                     progress.active_faults.load(Ordering::Relaxed),
                     progress.window_over.load(Ordering::Relaxed),
+                    *suspend.borrow(),
                 );
                 if now_shown != shown && !stopping {
-                    let next = status::progress(&current, now_shown.0, now_shown.1, &now());
+                    let next = status::progress(
+                        &current,
+                        now_shown.0,
+                        now_shown.1,
+                        now_shown.2,
+                        &now(),
+                    );
                     match writer.write(&next).await {
                         Ok(Written::Yes) => {
                             current = next;

@@ -17,13 +17,16 @@
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 
 use crate::api::{ChaosStatus, Phase, ReportRef, RunnerRef, Verdict};
-use crate::operator::conditions::{COMPLETED, FAULTS_ACTIVE, PASSED, set_condition, set_ended};
+use crate::operator::conditions::{
+    COMPLETED, FAULTS_ACTIVE, PASSED, SUSPENDED, set_condition, set_ended,
+};
 
 /// The status of a run that was just claimed by pod `pod`: Running, with its seed.
 pub fn claimed(
     generation: i64,
     seed: i64,
     pod: &str,
+    run: &str,
     previous_conditions: Vec<Condition>,
     now: &Time,
 ) -> ChaosStatus {
@@ -37,6 +40,7 @@ pub fn claimed(
         runner: Some(RunnerRef {
             job: None,
             pod: Some(pod.to_owned()),
+            run: Some(run.to_owned()),
         }),
         ..Default::default()
     };
@@ -76,6 +80,7 @@ pub fn progress(
     base: &ChaosStatus,
     active_faults: usize,
     checking: bool,
+    suspended: bool,
     now: &Time,
 ) -> ChaosStatus {
     let mut status = base.clone();
@@ -84,9 +89,10 @@ pub fn progress(
     } else {
         Phase::Running
     });
-    let (reason, message) = match active_faults {
-        0 => ("NoFaultActive", "no fault is active".to_owned()),
-        n => ("Injected", format!("{n} fault(s) active")),
+    let (reason, message) = match (active_faults, suspended) {
+        (0, true) => ("Suspended", "suspended: every fault is healed".to_owned()),
+        (0, false) => ("NoFaultActive", "no fault is active".to_owned()),
+        (n, _) => ("Injected", format!("{n} fault(s) active")),
     };
     let generation = status.observed_generation;
     set_condition(
@@ -98,6 +104,27 @@ pub fn progress(
         generation,
         now,
     );
+    // Shown once the run was suspended at least once: True while it is, False after.
+    let ever = status.conditions.iter().any(|c| c.type_ == SUSPENDED);
+    if suspended || ever {
+        let (reason, message) = if suspended {
+            (
+                "SuspendRequested",
+                "spec.suspend is true: faults healed, the window's clock stopped",
+            )
+        } else {
+            ("Resumed", "the run resumed")
+        };
+        set_condition(
+            &mut status.conditions,
+            SUSPENDED,
+            suspended,
+            reason,
+            message,
+            generation,
+            now,
+        );
+    }
     status
 }
 
@@ -210,7 +237,7 @@ mod tests {
 
     #[test]
     fn a_claim_carries_generation_seed_pod_and_start() {
-        let status = claimed(3, 42, "runner-abc", Vec::new(), &at(5));
+        let status = claimed(3, 42, "runner-abc", "r", Vec::new(), &at(5));
         assert_eq!(status.phase, Some(Phase::Running));
         assert_eq!(status.observed_generation, Some(3));
         assert_eq!(status.seed, Some(42));
@@ -220,11 +247,11 @@ mod tests {
 
     #[test]
     fn progress_moves_to_checking_once_the_window_is_over() {
-        let base = claimed(1, 1, "p", Vec::new(), &at(1));
-        let during = progress(&base, 2, false, &at(2));
+        let base = claimed(1, 1, "p", "r", Vec::new(), &at(1));
+        let during = progress(&base, 2, false, false, &at(2));
         assert_eq!(during.phase, Some(Phase::Running));
         assert_eq!(condition(&during, FAULTS_ACTIVE).status, "True");
-        let after = progress(&during, 0, true, &at(3));
+        let after = progress(&during, 0, true, false, &at(3));
         assert_eq!(after.phase, Some(Phase::Checking));
         assert_eq!(condition(&after, FAULTS_ACTIVE).status, "False");
         assert_eq!(
@@ -236,7 +263,7 @@ mod tests {
 
     #[test]
     fn the_final_status_keeps_the_claim_and_carries_verdict_conditions_and_report() {
-        let base = claimed(3, 42, "p", Vec::new(), &at(5));
+        let base = claimed(3, 42, "p", "r", Vec::new(), &at(5));
         let outcome = ChaosStatus {
             phase: Some(Phase::Completed),
             verdict: Some(Verdict::Fail),
@@ -264,7 +291,7 @@ mod tests {
 
     #[test]
     fn a_run_that_cannot_start_is_an_error_and_a_lost_one_inconclusive() {
-        let base = claimed(1, 1, "p", Vec::new(), &at(1));
+        let base = claimed(1, 1, "p", "r", Vec::new(), &at(1));
         let error = could_not_start(
             &base,
             "TargetNotFound",
