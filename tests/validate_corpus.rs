@@ -155,9 +155,12 @@ fn every_valid_manifest_and_example_is_accepted() {
                     .collect::<Vec<_>>()
                     .join("\n")
             ));
-        } else if let Some(report) = reports.iter().find(|r| r.chaos.is_none()) {
+        } else if let Some(report) = reports
+            .iter()
+            .find(|r| r.chaos.is_none() && r.schedule.is_none())
+        {
             failures.push(format!(
-                "{}\n  document {} has no problem but no parsed Chaos either",
+                "{}\n  document {} has no problem but no parsed Chaos or ChaosSchedule either",
                 relative(file),
                 report.index
             ));

@@ -43,6 +43,12 @@ pub fn check_schedule(spec: &ChaosScheduleSpec, name: Option<&str>) -> Vec<Probl
             "every run gets a fresh seed, recorded in its spec and status: remove it (to replay a run, make a Chaos with that run's seed)",
         ));
     }
+    if template.suspend {
+        out.push(Problem::new(
+            "spec.template.suspend",
+            "would make every run start suspended: suspend the schedule instead (spec.suspend)",
+        ));
+    }
     if template.target.local.is_some() {
         out.push(Problem::new(
             "spec.template.target.local",
