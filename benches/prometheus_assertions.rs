@@ -9,8 +9,9 @@
 //! Run with `cargo bench --bench prometheus_assertions` (`SCHISM_BENCH_QUICK=1` for a 5 s
 //! window instead of 20 s). Needs `prometheus` on the PATH.
 
-use std::net::TcpListener;
-use std::process::{Child, Command, Stdio};
+#[path = "../tests/support/prometheus.rs"]
+mod prometheus_server;
+
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -18,54 +19,9 @@ use schism::api::{AssertionRecord, AssertionResult, Chaos, ChaosStatus, Promethe
 use schism::engine::guards::AbortSignal;
 use schism::engine::prometheus;
 
+use prometheus_server::PrometheusServer;
+
 const ASSERTIONS: usize = 20;
-
-struct Server {
-    child: Child,
-    dir: std::path::PathBuf,
-    port: u16,
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-        let _ = std::fs::remove_dir_all(&self.dir);
-    }
-}
-
-fn start_prometheus() -> Server {
-    let port = TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let dir = std::env::temp_dir().join(format!("schism-prom-bench-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    std::fs::write(
-        dir.join("prometheus.yml"),
-        format!(
-            "global: {{scrape_interval: 1s}}\nscrape_configs:\n  - job_name: self\n    static_configs: [{{targets: ['127.0.0.1:{port}']}}]\n"
-        ),
-    )
-    .unwrap();
-    let child = Command::new("prometheus")
-        .arg(format!(
-            "--config.file={}",
-            dir.join("prometheus.yml").display()
-        ))
-        .arg(format!(
-            "--storage.tsdb.path={}",
-            dir.join("data").display()
-        ))
-        .arg(format!("--web.listen-address=127.0.0.1:{port}"))
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("`prometheus` runs (scripts/install-deps.sh installs it)");
-    Server { child, dir, port }
-}
 
 /// utime + stime of a process, in milliseconds (clock ticks of 10 ms).
 fn cpu_millis(pid: u32) -> f64 {
@@ -200,8 +156,9 @@ fn controller_side(records: &[AssertionRecord]) {
 fn main() {
     let quick = std::env::var_os("SCHISM_BENCH_QUICK").is_some();
     let window = Duration::from_secs(if quick { 5 } else { 20 });
-    let server = start_prometheus();
-    let url = format!("http://127.0.0.1:{}", server.port);
+    // It scrapes itself, so the queries have series to answer with.
+    let server = PrometheusServer::start("prom-bench", &[("self", "self".into())], "1s");
+    let url = server.base_url();
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -229,7 +186,7 @@ fn main() {
             tokio::time::sleep(Duration::from_millis(250)).await;
         }
     });
-    let pid = server.child.id();
+    let pid = server.pid();
     let (base_cpu, base_prom, base_rss, _, _) = runtime.block_on(sample(0, window, &url, pid));
     let (cpu, prom, rss, samples, records) =
         runtime.block_on(sample(ASSERTIONS, window, &url, pid));

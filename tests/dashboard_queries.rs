@@ -18,11 +18,14 @@ mod kv_service;
 mod manual_clock;
 #[path = "support/operator.rs"]
 mod operator;
+#[path = "support/prometheus.rs"]
+mod prometheus_server;
 mod support;
 
-use std::net::{SocketAddr, TcpListener};
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use prometheus_server::PrometheusServer;
+
+use std::net::SocketAddr;
+use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -53,57 +56,27 @@ const VARIABLES: &[(&str, &str)] = &[
 
 /// Debian's Prometheus on loopback, scraping each job's target every second; killed and its
 /// directory removed on drop, also when the test fails.
-struct Prometheus {
-    child: Child,
-    dir: PathBuf,
-    port: u16,
-}
+struct Prometheus(PrometheusServer);
 
 impl Prometheus {
     fn start(targets: &[(&str, SocketAddr)]) -> Prometheus {
-        let port = {
-            let probe = TcpListener::bind("127.0.0.1:0").unwrap();
-            probe.local_addr().unwrap().port()
-        };
-        let dir = std::env::temp_dir().join(format!(
-            "schism-dashboard-prometheus-{}",
-            std::process::id()
-        ));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).unwrap();
-        let mut config = String::from(
-            "global: {scrape_interval: 1s, evaluation_interval: 1s}\nscrape_configs:\n",
-        );
-        for (job, address) in targets {
-            config.push_str(&format!(
-                "  - job_name: {job}\n    static_configs: [{{targets: ['{address}']}}]\n"
-            ));
-        }
-        std::fs::write(dir.join("prometheus.yml"), config).unwrap();
-        let log = std::fs::File::create(dir.join("prometheus.log")).unwrap();
-        let child = Command::new("prometheus")
-            .arg(format!(
-                "--config.file={}",
-                dir.join("prometheus.yml").display()
-            ))
-            .arg(format!(
-                "--storage.tsdb.path={}",
-                dir.join("data").display()
-            ))
-            .arg(format!("--web.listen-address=127.0.0.1:{port}"))
-            .stdout(Stdio::null())
-            .stderr(log)
-            .spawn()
-            .expect("prometheus starts");
-        Prometheus { child, dir, port }
+        let targets: Vec<(&str, String)> = targets
+            .iter()
+            .map(|(job, address)| (*job, address.to_string()))
+            .collect();
+        Prometheus(PrometheusServer::start(
+            "dashboard-prometheus",
+            &targets,
+            "1s",
+        ))
     }
 
     fn url(&self, path: &str) -> String {
-        format!("http://127.0.0.1:{}{path}", self.port)
+        format!("{}{path}", self.0.base_url())
     }
 
     fn log(&self) -> String {
-        std::fs::read_to_string(self.dir.join("prometheus.log")).unwrap_or_default()
+        self.0.log()
     }
 
     /// The answer of an instant query, as Prometheus's JSON.
@@ -160,14 +133,6 @@ impl Prometheus {
             }
             tokio::time::sleep(Duration::from_millis(200)).await;
         }
-    }
-}
-
-impl Drop for Prometheus {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-        let _ = std::fs::remove_dir_all(&self.dir);
     }
 }
 

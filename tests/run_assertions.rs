@@ -5,11 +5,15 @@
 //! that cannot be answered is Inconclusive, never a pass; and a guard that trips heals every
 //! fault at once and ends the run Fail, saying which guard and when.
 
+#[path = "support/prometheus.rs"]
+mod prometheus_server;
 mod support;
+
+use prometheus_server::PrometheusServer;
 
 use std::io::{Read, Write};
 use std::net::TcpListener;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -54,55 +58,37 @@ impl Exporter {
 }
 
 /// Debian's Prometheus on loopback, scraping the exporter every 500 ms; killed on drop.
-struct Prometheus {
-    child: Child,
-    dir: PathBuf,
-    port: u16,
-}
+struct Prometheus(PrometheusServer);
 
 impl Prometheus {
     fn start(exporter: &Exporter) -> Prometheus {
-        let port = {
-            let probe = TcpListener::bind("127.0.0.1:0").unwrap();
-            probe.local_addr().unwrap().port()
-        };
-        let dir = std::env::temp_dir().join(format!("schism-prometheus-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).unwrap();
-        std::fs::write(
-            dir.join("prometheus.yml"),
-            format!(
-                "global: {{scrape_interval: 500ms, evaluation_interval: 500ms}}\nscrape_configs:\n  - job_name: exporter\n    static_configs: [{{targets: ['127.0.0.1:{}']}}]\n",
-                exporter.port
-            ),
-        )
-        .unwrap();
-        let log = std::fs::File::create(dir.join("prometheus.log")).unwrap();
-        let child = Command::new("prometheus")
-            .arg(format!(
-                "--config.file={}",
-                dir.join("prometheus.yml").display()
-            ))
-            .arg(format!(
-                "--storage.tsdb.path={}",
-                dir.join("data").display()
-            ))
-            .arg(format!("--web.listen-address=127.0.0.1:{port}"))
-            .stdout(Stdio::null())
-            .stderr(log)
-            .spawn()
-            .expect("prometheus starts");
-        let prometheus = Prometheus { child, dir, port };
+        let targets = [("exporter", format!("127.0.0.1:{}", exporter.port))];
+        let prometheus = Prometheus(PrometheusServer::start("prometheus", &targets, "500ms"));
         prometheus.wait_for_series();
         prometheus
     }
 
     fn url(&self) -> String {
-        format!("http://127.0.0.1:{}", self.port)
+        self.0.base_url()
     }
 
     /// Until the exporter's series is queryable.
     fn wait_for_series(&self) {
+        self.wait_for_answer("the exporter's series", |answer| {
+            answer.contains("schism_test_errors")
+        });
+    }
+
+    /// Until Prometheus has scraped the exporter's current `value` (a set value shows only
+    /// after the next scrape).
+    fn wait_for_value(&self, value: u64) {
+        let wanted = format!("\"{value}\"]");
+        self.wait_for_answer(&format!("schism_test_errors = {value}"), |answer| {
+            answer.contains(&wanted)
+        });
+    }
+
+    fn wait_for_answer(&self, what: &str, done: impl Fn(&str) -> bool) {
         let deadline = Instant::now() + Duration::from_secs(30);
         loop {
             let answer = Command::new("python3")
@@ -113,25 +99,17 @@ impl Prometheus {
                 ])
                 .output();
             if let Ok(out) = answer
-                && String::from_utf8_lossy(&out.stdout).contains("schism_test_errors")
+                && done(&String::from_utf8_lossy(&out.stdout))
             {
                 return;
             }
             assert!(
                 Instant::now() < deadline,
-                "Prometheus never had the exporter's series:\n{}",
-                std::fs::read_to_string(self.dir.join("prometheus.log")).unwrap_or_default()
+                "Prometheus never had {what}:\n{}",
+                self.0.log()
             );
             std::thread::sleep(Duration::from_millis(250));
         }
-    }
-}
-
-impl Drop for Prometheus {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-        let _ = std::fs::remove_dir_all(&self.dir);
     }
 }
 
@@ -251,6 +229,7 @@ fn prometheus_assertions_gate_fail_and_stay_undecided_as_they_should() {
     exporter.set(7);
     let run = finish(&dir, child);
     exporter.set(0);
+    prometheus.wait_for_value(0);
     assert_eq!(run.result["verdict"], "Fail", "{}", run.result);
     assert_eq!(run.code, 1);
     let quiet = record(&run, "quiet");
@@ -270,13 +249,14 @@ fn prometheus_assertions_gate_fail_and_stay_undecided_as_they_should() {
 
     // The steady state does not hold: nothing is injected, no workload runs, Inconclusive.
     exporter.set(3);
-    std::thread::sleep(Duration::from_millis(1500));
+    prometheus.wait_for_value(3);
     let dir = base.join("unsteady");
     let run = finish(
         &dir,
         spawn_run(&dir, "unsteady", &manifest("unsteady", all_kinds), &url),
     );
     exporter.set(0);
+    prometheus.wait_for_value(0);
     assert_eq!(run.result["verdict"], "Inconclusive", "{}", run.result);
     assert_eq!(run.code, 2);
     assert!(
@@ -451,6 +431,7 @@ fn abort_guards_heal_at_the_first_breach_and_fail_saying_which_and_when() {
     exporter.set(9);
     let run = finish(&dir, child);
     exporter.set(0);
+    prometheus.wait_for_value(0);
     assert_eq!(run.result["verdict"], "Fail", "{}", run.result);
     let abort = &run.result["abort"];
     assert_eq!(abort["guard"], "prometheus quiet", "{abort}");
