@@ -15,13 +15,14 @@ use std::time::{Duration, Instant};
 
 use kube::Api;
 use kube::api::PostParams;
-use operator::{Cluster, ClusterOptions, LEASES, NAMESPACE, chaos, runner_template, wait_for};
+use operator::{
+    Cluster, ClusterOptions, LEASES, NAMESPACE, chaos, runner_template, status_condition, wait_for,
+};
 use schism::api::Chaos;
 use schism::operator::controller::{self, Context};
 use schism::operator::halt;
 use schism::operator::metrics::Metrics;
 use schism::operator::targets::BlastRadius;
-use serde_json::Value;
 
 /// `schism halt ARGS` as an administrator would run it against the double.
 fn schism_halt(cluster: &Cluster, args: &[&str]) {
@@ -47,16 +48,6 @@ fn schism_halt(cluster: &Cluster, args: &[&str]) {
         "schism halt {args:?}: {}",
         String::from_utf8_lossy(&output.stderr)
     );
-}
-
-fn condition(status: &Value, type_: &str) -> Value {
-    status["conditions"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .find(|c| c["type"] == type_)
-        .cloned()
-        .unwrap_or(Value::Null)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -124,7 +115,7 @@ async fn a_halt_heals_running_experiments_at_once_and_holds_new_ones_until_lifte
         .await
         .unwrap();
     wait_for("the Halted condition", Duration::from_secs(10), || {
-        condition(&cluster.status("waiting"), "Halted")["status"] == "True"
+        status_condition(&cluster.status("waiting"), "Halted")["status"] == "True"
     })
     .await;
     tokio::time::sleep(Duration::from_secs(1)).await;
@@ -138,7 +129,7 @@ async fn a_halt_heals_running_experiments_at_once_and_holds_new_ones_until_lifte
                 .is_some_and(|n| !n.starts_with("waiting"))),
         "no runner starts under the stop"
     );
-    let held = condition(&cluster.status("waiting"), "Halted");
+    let held = status_condition(&cluster.status("waiting"), "Halted");
     assert!(
         held["message"]
             .as_str()
@@ -153,7 +144,7 @@ async fn a_halt_heals_running_experiments_at_once_and_holds_new_ones_until_lifte
     })
     .await;
     assert_eq!(
-        condition(&cluster.status("waiting"), "Halted")["status"],
+        status_condition(&cluster.status("waiting"), "Halted")["status"],
         "False"
     );
     controller.abort();

@@ -15,24 +15,16 @@ use std::time::{Duration, Instant};
 
 use kube::Api;
 use kube::api::{Patch, PatchParams, PostParams};
-use operator::{Cluster, ClusterOptions, JOBS, LEASES, NAMESPACE, chaos, wait_for};
+use operator::{
+    Cluster, ClusterOptions, JOBS, LEASES, NAMESPACE, chaos, status_condition, wait_for,
+};
 use schism::api::Chaos;
 use schism::operator::targets::BlastRadius;
-use serde_json::{Value, json};
+use serde_json::json;
 
 fn applied(cluster: &Cluster) -> bool {
     let leases = cluster.server.objects(LEASES);
     leases.len() == 3 && leases.iter().all(|l| l["status"]["phase"] == "Applied")
-}
-
-fn condition(status: &Value, type_: &str) -> Value {
-    status["conditions"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .find(|c| c["type"] == type_)
-        .cloned()
-        .unwrap_or(Value::Null)
 }
 
 async fn set_suspend(api: &Api<Chaos>, name: &str, suspend: bool) {
@@ -71,7 +63,8 @@ async fn suspend_heals_and_holds_the_window_resume_gives_the_faults_back_and_nei
     .await;
     let followed = || {
         let status = cluster.status("paused");
-        status["observedGeneration"] == 2 && condition(&status, "Suspended")["status"] == "True"
+        status["observedGeneration"] == 2
+            && status_condition(&status, "Suspended")["status"] == "True"
     };
     for _ in 0..400 {
         if followed() {
@@ -121,7 +114,7 @@ async fn suspend_heals_and_holds_the_window_resume_gives_the_faults_back_and_nei
             .contains("suspended at"),
         "{lossy:#}"
     );
-    assert_eq!(condition(&status, "Suspended")["status"], "False");
+    assert_eq!(status_condition(&status, "Suspended")["status"], "False");
     let jobs = cluster.server.objects(JOBS);
     assert_eq!(jobs.len(), 1, "one run, one Job: {jobs:#?}");
     assert!(

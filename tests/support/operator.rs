@@ -383,6 +383,17 @@ pub fn chaos(name: &str, yaml_spec: &str) -> schism::api::Chaos {
     chaos
 }
 
+/// The condition `type_` of a status, or null.
+pub fn status_condition(status: &Value, type_: &str) -> Value {
+    status["conditions"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .find(|c| c["type"] == type_)
+        .cloned()
+        .unwrap_or(Value::Null)
+}
+
 pub async fn wait_for(what: &str, limit: Duration, mut check: impl FnMut() -> bool) {
     let started = Instant::now();
     while !check() {

@@ -131,6 +131,23 @@ fn chaos_api(ctx: &Context, chaos: &Chaos) -> Api<Chaos> {
     Api::namespaced(ctx.client.clone(), &chaos.namespace().unwrap_or_default())
 }
 
+/// Sends one of the controller's status merge patches (they carry the `resourceVersion` of
+/// the read they were made from).
+async fn merge_status(
+    ctx: &Context,
+    chaos: &Chaos,
+    patch: &serde_json::Value,
+) -> Result<(), kube::Error> {
+    chaos_api(ctx, chaos)
+        .patch_status(
+            &chaos.name_any(),
+            &PatchParams::default(),
+            &Patch::Merge(patch),
+        )
+        .await
+        .map(drop)
+}
+
 fn uid_of(chaos: &Chaos) -> String {
     chaos.uid().unwrap_or_default()
 }
@@ -300,13 +317,7 @@ async fn start(chaos: &Chaos, ctx: &Context) -> Result<Action, Error> {
     });
     if was_halted {
         let patch = status::halted(chaos, None, &now());
-        chaos_api(ctx, chaos)
-            .patch_status(
-                &chaos.name_any(),
-                &PatchParams::default(),
-                &Patch::Merge(&patch),
-            )
-            .await?;
+        merge_status(ctx, chaos, &patch).await?;
     }
     stop_older_runners(ctx, chaos).await?;
     let job = job::runner_job(chaos, &ctx.runner);
@@ -432,13 +443,7 @@ async fn apply(chaos: Arc<Chaos>, ctx: Arc<Context>) -> Result<Action, Error> {
 /// stands, now for this generation too.
 async fn follow_finished(chaos: &Chaos, ctx: &Context) -> Result<Action, Error> {
     let patch = status::followed(chaos);
-    chaos_api(ctx, chaos)
-        .patch_status(
-            &chaos.name_any(),
-            &PatchParams::default(),
-            &Patch::Merge(&patch),
-        )
-        .await?;
+    merge_status(ctx, chaos, &patch).await?;
     ctx.events(chaos)
         .publish(
             EventType::Normal,
@@ -464,13 +469,7 @@ async fn hold(chaos: &Chaos, ctx: &Context, halt: &Halt) -> Result<Action, Error
     });
     if !shown {
         let patch = status::halted(chaos, Some(&message), &now());
-        chaos_api(ctx, chaos)
-            .patch_status(
-                &chaos.name_any(),
-                &PatchParams::default(),
-                &Patch::Merge(&patch),
-            )
-            .await?;
+        merge_status(ctx, chaos, &patch).await?;
         ctx.events(chaos)
             .publish(EventType::Warning, "Halted", "Wait", message)
             .await;
