@@ -200,4 +200,56 @@ mod tests {
         assert!(!redis_role(replica).unwrap().leads);
         assert!(redis_role("# Replication\r\n").is_err());
     }
+
+    /// A loopback HTTP server answering every request with `status` and `body`.
+    async fn answering(status: u16, body: &'static str) -> u16 {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        tokio::spawn(async move {
+            while let Ok((mut stream, _)) = listener.accept().await {
+                let mut request = [0u8; 1024];
+                let _ = stream.read(&mut request).await;
+                let answer = format!(
+                    "HTTP/1.1 {status} X\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+                    body.len()
+                );
+                let _ = stream.write_all(answer.as_bytes()).await;
+            }
+        });
+        port
+    }
+
+    #[tokio::test]
+    async fn an_http_role_probe_reads_the_status_and_the_body() {
+        let query = |port, body_contains: Option<&str>| RoleQuery::Http {
+            port,
+            path: "/role".into(),
+            leader_status: 200,
+            body_contains: body_contains.map(str::to_owned),
+        };
+        let timeout = Duration::from_secs(2);
+        let leader = answering(200, "{\"role\": \"leader\"}").await;
+        let follower = answering(200, "{\"role\": \"follower\"}").await;
+        let standby = answering(503, "standby").await;
+        let ask_at = |port, text| {
+            let query = query(port, text);
+            async move { ask(&query, "127.0.0.1", timeout).await.unwrap().leads }
+        };
+        assert!(ask_at(leader, Some("\"leader\"")).await);
+        assert!(!ask_at(follower, Some("\"leader\"")).await);
+        assert!(ask_at(follower, None).await, "the status alone decides");
+        assert!(!ask_at(standby, None).await);
+        let closed = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        assert!(
+            ask(&query(closed, None), "127.0.0.1", timeout)
+                .await
+                .is_err()
+        );
+    }
 }
