@@ -152,7 +152,7 @@ async fn a_chaos_runs_from_creation_to_verdict_in_a_runner_job() {
     .await;
     assert_eq!(cluster.runner_records()[0].exit, Some(0));
     // Two faults, two events with their own text: none folded into the other's series.
-    let injected = cluster.event_notes("FaultInjected");
+    let injected = cluster.wait_for_event_notes("FaultInjected").await;
     assert!(
         injected.iter().any(|n| n.starts_with("split (partition)")),
         "{injected:?}"
@@ -167,7 +167,11 @@ async fn a_chaos_runs_from_creation_to_verdict_in_a_runner_job() {
         "{healed:?}"
     );
     for reason in ["RunnerCreated", "Started", "VerdictPass"] {
-        assert_eq!(cluster.event_notes(reason).len(), 1, "one {reason} event");
+        assert_eq!(
+            cluster.wait_for_event_notes(reason).await.len(),
+            1,
+            "one {reason} event"
+        );
     }
     controller.abort();
 }
@@ -252,7 +256,7 @@ async fn deleting_a_running_chaos_stops_its_runner_and_heals_before_it_goes() {
         "the runner stopped on SIGTERM: {}",
         cluster.stderr_of(runner)
     );
-    assert!(!cluster.event_notes("Stopped").is_empty());
+    cluster.wait_for_event_notes("Stopped").await;
     controller.abort();
 }
 
@@ -517,7 +521,7 @@ async fn a_killed_partitioned_member_is_cut_again_from_both_sides_when_it_comes_
         split["detail"].as_str().unwrap().contains("recreated"),
         "{status:#}"
     );
-    assert!(!cluster.event_notes("FaultReinjected").is_empty());
+    cluster.wait_for_event_notes("FaultReinjected").await;
     wait_for("every lease gone", Duration::from_secs(10), || {
         cluster.server.objects(LEASES).is_empty()
     })
@@ -555,7 +559,10 @@ async fn too_many_pods_a_forbidden_namespace_or_no_runner_account_is_rejected_wi
             .contains("at most 2")
     );
     assert_eq!(
-        cluster.event_notes("BlastRadiusExceeded").len(),
+        cluster
+            .wait_for_event_notes("BlastRadiusExceeded")
+            .await
+            .len(),
         1,
         "one Warning event"
     );
@@ -635,7 +642,7 @@ async fn a_target_pod_vanishing_mid_run_makes_the_verdict_inconclusive_naming_it
         error.contains("etcd-1") && error.contains("vanished"),
         "{status:#}"
     );
-    assert!(!cluster.event_notes("TargetVanished").is_empty());
+    cluster.wait_for_event_notes("TargetVanished").await;
     assert!(
         cluster.server.objects(LEASES).is_empty(),
         "no lease was left behind"

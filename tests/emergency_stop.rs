@@ -103,7 +103,8 @@ async fn a_halt_heals_running_experiments_at_once_and_holds_new_ones_until_lifte
     );
     assert!(
         cluster
-            .event_notes("Halted")
+            .wait_for_event_notes("Halted")
+            .await
             .iter()
             .any(|n| n.contains("incident 7")),
         "the runner says so in an Event"

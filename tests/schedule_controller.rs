@@ -331,7 +331,8 @@ async fn a_suspended_or_invalid_schedule_makes_no_runs_and_says_why() {
     );
     assert!(
         h.cluster
-            .event_notes("InvalidSpec")
+            .wait_for_event_notes("InvalidSpec")
+            .await
             .iter()
             .any(|n| n.contains("spec.schedule")),
         "an Event says why"

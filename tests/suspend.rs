@@ -135,7 +135,8 @@ async fn suspend_heals_and_holds_the_window_resume_gives_the_faults_back_and_nei
     assert_eq!(cluster.server.objects(JOBS).len(), 1, "no new run");
     assert!(
         cluster
-            .event_notes("OutcomeStands")
+            .wait_for_event_notes("OutcomeStands")
+            .await
             .iter()
             .any(|n| n.contains("no new run")),
         "an Event says so"

@@ -336,6 +336,19 @@ impl Cluster {
             .collect()
     }
 
+    /// The notes of the `reason` events once there is at least one. Events are published
+    /// after the status write they accompany, so a test that has seen the status must
+    /// still wait for them.
+    pub async fn wait_for_event_notes(&self, reason: &str) -> Vec<String> {
+        wait_for(
+            &format!("a {reason} event"),
+            Duration::from_secs(10),
+            || !self.event_notes(reason).is_empty(),
+        )
+        .await;
+        self.event_notes(reason)
+    }
+
     /// SIGKILLs the runner process of `job`.
     pub fn kill_runner(&self, job: &str) {
         let runners = self.runners.lock().unwrap();
