@@ -11,6 +11,7 @@ use std::fmt::Write as _;
 use super::history::{Call, History, Operation, Outcome, Value, describe_op};
 use super::models::ModelKind;
 use super::partition::Part;
+use super::patterns::Pattern;
 use super::search::Failure;
 
 /// Why a history is not linearizable. Operation ids index [`History::ops`].
@@ -30,6 +31,9 @@ pub struct Counterexample {
     pub pending: Vec<usize>,
     /// A short classification, e.g. `stale read: …`, `lost write: …`, or `no linearization: …`.
     pub anomaly: String,
+    /// True when a pattern proved the violation before any search: `pending` then holds the
+    /// operations the anomaly's argument cites, and there is no prefix.
+    pub pattern: bool,
 }
 
 pub(crate) fn build(
@@ -63,6 +67,194 @@ pub(crate) fn build(
         blocked,
         pending,
         anomaly,
+        pattern: false,
+    }
+}
+
+/// A short name for operation `i` of the part, for an argument in words.
+fn who(history: &History, part: &Part, i: u32) -> String {
+    let id = part.ids[i as usize];
+    format!("#{id} (process {})", history.ops[id].process)
+}
+
+/// The counterexample of a violation a pattern proved (see `patterns`).
+pub(crate) fn from_pattern(history: &History, part: &Part, pattern: &Pattern) -> Counterexample {
+    let ops = &history.ops;
+    let id = |i: u32| part.ids[i as usize];
+    let who = |i: u32| who(history, part, i);
+    let value = |v: u32| part.machine.render(v);
+    let inv = |i: u32| at(history, ops[id(i)].invoke);
+    let ret = |i: u32| {
+        ops[id(i)]
+            .complete
+            .map_or("never".into(), |c| at(history, c))
+    };
+    let needing = |i: u32| match &ops[id(i)].call {
+        Call::Read { value: Some(v) } | Call::Get { value: Some(v) } => format!("read {v}"),
+        Call::Cas { from, to, .. } => format!("swapped {from} for {to}"),
+        Call::Write { value } | Call::Put { value } => format!("wrote {value}"),
+        other => other.name().to_string(),
+    };
+    let name = |i: u32| {
+        if ops[id(i)].call.is_read() {
+            "stale read"
+        } else {
+            "consumed-value CAS"
+        }
+    };
+    let chain_words = |chain: &[u32]| {
+        chain
+            .iter()
+            .map(|&c| format!("{} {}", who(c), needing(c)))
+            .collect::<Vec<_>>()
+            .join(", then ")
+    };
+    // The operation that certainly took effect at a value's start, or the initial value.
+    let opened = |o: u32| {
+        if o == u32::MAX {
+            "it was the initial value".to_string()
+        } else {
+            format!("{} {} and completed at {}", who(o), needing(o), ret(o))
+        }
+    };
+    let closed = |c: u32| format!("{} {} and began at {}", who(c), needing(c), inv(c));
+    let anomaly = match pattern {
+        Pattern::Unwritten { op, value: v } => format!(
+            "impossible read: {} {}, but no operation wrote {}",
+            who(*op),
+            needing(*op),
+            value(*v)
+        ),
+        Pattern::ConsumedTwice {
+            first,
+            second,
+            value: v,
+        } => format!(
+            "consumed-value CAS: {} {} and {} {}; every value is written once, so {} was the \
+             value once and only one CAS can have swapped it out",
+            who(*first),
+            needing(*first),
+            who(*second),
+            needing(*second),
+            value(*v)
+        ),
+        Pattern::VersionCycle { cases } => format!(
+            "version cycle: each of these CASes expects the value the one before it wrote, in \
+             a circle: {}",
+            chain_words(cases)
+        ),
+        Pattern::BeforeInstalled {
+            op,
+            value: v,
+            chain,
+            at: t,
+        } => format!(
+            "read before write: {} {} and completed at {}, but {} could not be the value before \
+             {}: {} ({} comes after these in the version order)",
+            who(*op),
+            needing(*op),
+            ret(*op),
+            value(*v),
+            at(history, *t),
+            chain_words(chain),
+            value(*v)
+        ),
+        Pattern::AfterReplaced {
+            op,
+            value: v,
+            chain,
+            at: t,
+        } => format!(
+            "{}: {} {} and began at {}, but {} was certainly replaced by {}: {}",
+            name(*op),
+            who(*op),
+            needing(*op),
+            inv(*op),
+            value(*v),
+            at(history, *t),
+            chain_words(chain)
+        ),
+        Pattern::DuringOther {
+            op,
+            value: _,
+            other,
+            opens,
+            closes,
+        } => format!(
+            "{}: {} {} from {} to {}, while {} was certainly the value all along: {}; {}",
+            name(*op),
+            who(*op),
+            needing(*op),
+            inv(*op),
+            ret(*op),
+            value(*other),
+            opened(*opens),
+            closed(*closes)
+        ),
+        Pattern::OverwrittenBetween {
+            op,
+            value: v,
+            writer,
+            written: _,
+            opens,
+        } => format!(
+            "{}: {} {} and began at {}, but {} {} from {} to {}, after {} was certainly the \
+             value ({}), and every value is written once",
+            name(*op),
+            who(*op),
+            needing(*op),
+            inv(*op),
+            who(*writer),
+            needing(*writer),
+            inv(*writer),
+            ret(*writer),
+            value(*v),
+            opened(*opens)
+        ),
+        Pattern::Overlap {
+            a,
+            a_opens,
+            a_closes,
+            b,
+            b_opens,
+            b_closes,
+        } => format!(
+            "two values at once: {} was certainly the value ({}; {}), and so was {} ({}; {}), \
+             at overlapping times",
+            value(*a),
+            opened(*a_opens),
+            closed(*a_closes),
+            value(*b),
+            opened(*b_opens),
+            closed(*b_closes)
+        ),
+        Pattern::FailedCompare {
+            op,
+            value: v,
+            opens,
+            closes,
+        } => format!(
+            "failed CAS during its value: {} found the value was not {} (from {} to {}), but {} \
+             was certainly the value all along: {}; {}",
+            who(*op),
+            value(*v),
+            inv(*op),
+            ret(*op),
+            value(*v),
+            opened(*opens),
+            closed(*closes)
+        ),
+    };
+    let cited: Vec<usize> = pattern.cited().into_iter().map(id).collect();
+    let blocked = id(pattern.blocked());
+    Counterexample {
+        key: part.key.clone(),
+        prefix: Vec::new(),
+        state: String::new(),
+        blocked,
+        pending: cited,
+        anomaly,
+        pattern: true,
     }
 }
 
@@ -221,6 +413,16 @@ pub fn render_text(history: &History, cx: &Counterexample, prefix_lines: usize) 
         .copied()
         .filter(|&p| p != cx.blocked)
         .collect();
+    if cx.pattern {
+        // Proved before any search: the operations the argument cites, and no prefix.
+        if !others.is_empty() {
+            let _ = writeln!(out, "  the operations the argument cites:");
+            for &p in &others {
+                let _ = writeln!(out, "    {}", describe_op(p, &history.ops[p]));
+            }
+        }
+        return out;
+    }
     if !others.is_empty() {
         let _ = writeln!(out, "  also pending then, none of which could go next:");
         for &p in &others {

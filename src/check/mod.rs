@@ -5,6 +5,8 @@
 //! * [`models`]: the sequential specifications (register, cas-register, kv);
 //! * `search` and `partition`: the Wing–Gong/Lowe search with memoisation, split by key and
 //!   run on all cores;
+//! * `patterns`: violations proved in near-linear time before searching, for registers whose
+//!   written values are unique;
 //! * [`counterexample`] and [`html`]: what a violation looks like, as text and as a page.
 //!
 //! This module imports nothing else from Schism, so that it can become a crate of its own.
@@ -26,6 +28,7 @@ pub mod html;
 pub mod memory;
 pub mod models;
 mod partition;
+mod patterns;
 mod search;
 pub mod txn;
 
@@ -177,6 +180,11 @@ pub fn check_history(
                 &parts[i],
                 &failure,
             ));
+        }
+        partition::Combined::Proved(i, pattern) => {
+            outcome.verdict = Verdict::NotLinearizable;
+            outcome.counterexample =
+                Some(counterexample::from_pattern(history, &parts[i], &pattern));
         }
         partition::Combined::Unknown(reason, finished) => {
             outcome.verdict = Verdict::Unknown;

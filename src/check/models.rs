@@ -134,7 +134,7 @@ impl FromStr for ModelKind {
 }
 
 /// A call compiled onto interned value ids.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub(crate) enum KeyStep {
     /// Observed this value.
     Read(u32),
@@ -160,6 +160,9 @@ pub(crate) struct KeyMachine {
     appends: FxHashMap<(u32, u32), u32>,
     /// Strings that only grow by appends (the kv model), as opposed to registers.
     kv: bool,
+    /// The one state standing for every value that no operation reads or compares with,
+    /// once [`KeyMachine::merge_unobserved`] ran.
+    unobserved: Option<u32>,
 }
 
 impl KeyMachine {
@@ -258,6 +261,58 @@ impl KeyMachine {
 
     pub(crate) fn value(&self, id: u32) -> &Value {
         &self.values[id as usize]
+    }
+
+    /// A state as people read it.
+    pub(crate) fn render(&self, id: u32) -> String {
+        if self.unobserved == Some(id) {
+            "a value no operation reads or compares with".to_string()
+        } else {
+            self.value(id).to_string()
+        }
+    }
+
+    /// Makes every register value that no step reads or compares with one state, and
+    /// rewrites the steps that write such values to write that state.
+    ///
+    /// Sound and complete: a register step looks at the state only to compare it with a
+    /// value the step names (a read's result, a CAS's expected value), so two states that no
+    /// step names answer every step alike, and so do the states after them. Merging them
+    /// turns many distinct search nodes into one: a write nobody reads, timed out or not,
+    /// leaves the same state. The initial value keeps its own state.
+    pub(crate) fn merge_unobserved(&mut self, steps: &mut [KeyStep]) {
+        if self.kv {
+            return;
+        }
+        let mut observed = vec![false; self.values.len()];
+        observed[self.init as usize] = true;
+        for step in steps.iter() {
+            match *step {
+                KeyStep::Read(v) | KeyStep::Cas { from: v, .. } => observed[v as usize] = true,
+                _ => {}
+            }
+        }
+        let unobserved = self.values.len() as u32;
+        let mut used = false;
+        for step in steps.iter_mut() {
+            match step {
+                KeyStep::Write(v) | KeyStep::Cas { to: v, .. } if !observed[*v as usize] => {
+                    *v = unobserved;
+                    used = true;
+                }
+                _ => {}
+            }
+        }
+        if used {
+            // A placeholder nobody can name: it is in `values` but not in `ids`.
+            self.values.push(Value::Nil);
+            self.unobserved = Some(unobserved);
+        }
+    }
+
+    /// The merged state of [`KeyMachine::merge_unobserved`], if any.
+    pub(crate) fn unobserved(&self) -> Option<u32> {
+        self.unobserved
     }
 
     /// Compiles a call the model accepts (see [`ModelKind::accepts`]). Reads with an unknown
@@ -378,7 +433,7 @@ impl Machine for SingleKey {
     }
 
     fn render(&self, state: u32) -> String {
-        self.km.value(state).to_string()
+        self.km.render(state)
     }
 
     fn is_read_only(&self, op: u32) -> bool {

@@ -10,8 +10,9 @@ use std::time::Instant;
 use super::memory::MemoryGauge;
 
 use super::history::{Call, History, Outcome};
-use super::models::{KeyMachine, KeyStep, Machine, MultiKey, SingleKey};
-use super::search::{Failure, Limits, SearchOp, SearchResult, StopReason, search};
+use super::models::{KeyMachine, KeyStep, Machine, ModelKind, MultiKey, SingleKey};
+use super::patterns::{self, Pattern};
+use super::search::{Failure, Limits, NO_TWIN, SearchOp, SearchResult, StopReason, search};
 use super::{CheckOptions, ModelError};
 
 /// The machine of one partition.
@@ -37,6 +38,8 @@ pub(crate) struct Part {
     pub ids: Vec<usize>,
     pub ops: Vec<SearchOp>,
     pub machine: PartMachine,
+    /// Try the pattern proofs before searching (registers: see `patterns`).
+    pub patterns: bool,
 }
 
 /// Builds the searches for `history`. Operations that cannot constrain the verdict are left
@@ -88,6 +91,7 @@ pub(crate) fn prepare(history: &History, options: &CheckOptions) -> Result<Vec<P
                 op.complete.unwrap_or(u64::MAX)
             },
             info,
+            twin: NO_TWIN,
         }
     };
     // The result of an operation with an unknown outcome is unknown, whatever was recorded.
@@ -107,15 +111,19 @@ pub(crate) fn prepare(history: &History, options: &CheckOptions) -> Result<Vec<P
     if options.partition {
         for (key, ids) in by_key {
             let mut km = KeyMachine::new(model);
-            let steps: Vec<KeyStep> = ids
+            let mut steps: Vec<KeyStep> = ids
                 .iter()
                 .map(|&id| km.compile(model, &call_of(id)))
                 .collect();
+            km.merge_unobserved(&mut steps);
+            let mut ops: Vec<SearchOp> = ids.iter().map(|&id| search_op(id)).collect();
+            mark_twins(&mut ops, &steps);
             parts.push(Part {
                 key: key.map(str::to_string),
-                ops: ids.iter().map(|&id| search_op(id)).collect(),
+                ops,
                 ids,
                 machine: PartMachine::Single(SingleKey { km, ops: steps }),
+                patterns: model != ModelKind::Kv,
             });
         }
     } else if let Some((_, ids)) = by_key.into_iter().next() {
@@ -136,9 +144,35 @@ pub(crate) fn prepare(history: &History, options: &CheckOptions) -> Result<Vec<P
             ops: ids.iter().map(|&id| search_op(id)).collect(),
             ids,
             machine: PartMachine::Multi(MultiKey::new(km, keys, steps)),
+            patterns: false,
         });
     }
     Ok(parts)
+}
+
+/// Gives unknown operations with the same step a twin class (see `SearchOp::twin`).
+fn mark_twins(ops: &mut [SearchOp], steps: &[KeyStep]) {
+    let mut count: rustc_hash::FxHashMap<KeyStep, (u32, u32)> = Default::default();
+    for (op, step) in ops.iter().zip(steps) {
+        if op.info {
+            count.entry(*step).or_insert((0, NO_TWIN)).0 += 1;
+        }
+    }
+    let mut classes = 0;
+    for (op, step) in ops.iter_mut().zip(steps) {
+        if !op.info {
+            continue;
+        }
+        let (members, class) = count.get_mut(step).expect("counted");
+        if *members < 2 {
+            continue;
+        }
+        if *class == NO_TWIN {
+            *class = classes;
+            classes += 1;
+        }
+        op.twin = *class;
+    }
 }
 
 /// The combined result of all partitions.
@@ -146,8 +180,26 @@ pub(crate) enum Combined {
     Linearizable,
     /// The index of the failing part and where its search got furthest.
     NotLinearizable(usize, Failure),
+    /// The index of the failing part and the pattern that proves it, found before searching.
+    Proved(usize, Pattern),
     /// The first reason a part stopped without a verdict, and how many parts finished.
     Unknown(StopReason, usize),
+}
+
+/// What one part's check found.
+#[derive(Clone)]
+enum PartResult {
+    Searched(SearchResult),
+    Proved(Pattern),
+}
+
+impl PartResult {
+    fn violated(&self) -> bool {
+        matches!(
+            self,
+            PartResult::Proved(_) | PartResult::Searched(SearchResult::NotLinearizable(_))
+        )
+    }
 }
 
 /// When the searches must stop without a verdict.
@@ -180,22 +232,33 @@ pub(crate) fn run(parts: &mut [Part], threads: usize, stop: &Stop<'_>) -> Combin
         memory: stop.memory,
         concurrent: threads,
     };
-    let run_one = |part: &mut Part| -> SearchResult {
-        let r = match &mut part.machine {
-            PartMachine::Single(m) => search(&part.ops, m, &limits),
-            PartMachine::Multi(m) => search(&part.ops, m, &limits),
+    let run_one = |part: &mut Part| -> PartResult {
+        let proved = match &part.machine {
+            PartMachine::Single(m) if part.patterns => patterns::prove(
+                &part.ops,
+                &m.ops,
+                m.km.init(),
+                m.km.classes(),
+                m.km.unobserved(),
+            ),
+            _ => None,
         };
-        if matches!(r, SearchResult::NotLinearizable(_)) {
+        let r = match (proved, &mut part.machine) {
+            (Some(pattern), _) => PartResult::Proved(pattern),
+            (None, PartMachine::Single(m)) => PartResult::Searched(search(&part.ops, m, &limits)),
+            (None, PartMachine::Multi(m)) => PartResult::Searched(search(&part.ops, m, &limits)),
+        };
+        if r.violated() {
             cancel.store(true, Ordering::Relaxed);
         }
         r
     };
 
-    let mut results: Vec<Option<SearchResult>> = vec![None; parts.len()];
+    let mut results: Vec<Option<PartResult>> = vec![None; parts.len()];
     if threads == 1 {
         for &i in &order {
             let r = run_one(&mut parts[i]);
-            let stop = matches!(r, SearchResult::NotLinearizable(_));
+            let stop = r.violated();
             results[i] = Some(r);
             if stop {
                 break;
@@ -203,7 +266,7 @@ pub(crate) fn run(parts: &mut [Part], threads: usize, stop: &Stop<'_>) -> Combin
         }
     } else {
         let slots: Vec<Mutex<&mut Part>> = parts.iter_mut().map(Mutex::new).collect();
-        let done: Vec<Mutex<Option<SearchResult>>> =
+        let done: Vec<Mutex<Option<PartResult>>> =
             (0..slots.len()).map(|_| Mutex::new(None)).collect();
         let next = AtomicUsize::new(0);
         std::thread::scope(|s| {
@@ -233,15 +296,18 @@ pub(crate) fn run(parts: &mut [Part], threads: usize, stop: &Stop<'_>) -> Combin
     let mut finished = 0;
     for (i, r) in results.into_iter().enumerate() {
         match r {
-            Some(SearchResult::NotLinearizable(f)) => return Combined::NotLinearizable(i, f),
-            Some(SearchResult::Linearizable) => finished += 1,
+            Some(PartResult::Proved(p)) => return Combined::Proved(i, p),
+            Some(PartResult::Searched(SearchResult::NotLinearizable(f))) => {
+                return Combined::NotLinearizable(i, f);
+            }
+            Some(PartResult::Searched(SearchResult::Linearizable)) => finished += 1,
             // Report a real reason over the cancellation it caused.
-            Some(SearchResult::Unknown(reason))
+            Some(PartResult::Searched(SearchResult::Unknown(reason)))
                 if unknown.is_none() || unknown == Some(StopReason::Cancelled) =>
             {
                 unknown = Some(reason);
             }
-            Some(SearchResult::Unknown(_)) => {}
+            Some(PartResult::Searched(SearchResult::Unknown(_))) => {}
             None => {}
         }
     }

@@ -45,7 +45,13 @@ pub(crate) struct SearchOp {
     /// True when the outcome is unknown: its return is at +infinity and its result matches
     /// anything, so linearizing it last is the same as it never having happened.
     pub info: bool,
+    /// For an unknown operation: its class of twins, unknown operations with the very same
+    /// step (`NONE` if it has none). Twins differ only in when they were invoked.
+    pub twin: u32,
 }
+
+/// No twin class.
+pub(crate) const NO_TWIN: u32 = u32::MAX;
 
 /// Why a search stopped without a verdict.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -476,6 +482,30 @@ pub(crate) fn search<M: Machine>(
     let mut class_cursor: Vec<u32> = class_start[..n_classes].to_vec();
     let mut linearized = vec![false; n];
 
+    // Twins (unknown operations with the same step) are linearized in order of invocation
+    // only. Sound and complete by exchange: they all return at +infinity and act alike, so
+    // in any linearization the ones used can be swapped for the earliest-invoked ones, in
+    // invocation order, and each still takes effect after its invocation. Without this, k
+    // timed-out writes of values nobody reads open k ways to do the same thing at every node.
+    let n_twins = ops
+        .iter()
+        .filter(|o| o.twin != NO_TWIN)
+        .map(|o| o.twin as usize + 1)
+        .max()
+        .unwrap_or(0);
+    let mut twin_members: Vec<Vec<u32>> = vec![Vec::new(); n_twins];
+    for &(_, kind, op) in &events {
+        let t = ops[op as usize].twin;
+        if kind == 0 && t != NO_TWIN {
+            twin_members[t as usize].push(op);
+        }
+    }
+    let mut twin_cursor = vec![0usize; n_twins];
+    let twin_turn = |cursor: &[usize], op: u32| {
+        let t = ops[op as usize].twin;
+        t == NO_TWIN || twin_members[t as usize][cursor[t as usize]] == op
+    };
+
     let mut ok_bits = Bits::new(n_ok as usize);
     let mut info_bits = Bits::new(n_info as usize);
     let mut z_ok = 0u64;
@@ -605,6 +635,10 @@ pub(crate) fn search<M: Machine>(
         let ret = partner[entry as usize];
         if candidate.is_none() && !forced && ret != NONE {
             let op = entry_op[entry as usize];
+            if !twin_turn(&twin_cursor, op) {
+                entry = next[entry as usize];
+                continue;
+            }
             if ops[op as usize].info && after_unknown.is_none() {
                 // An unknown operation is only worth placing here if something pending may
                 // need it right after (see `needs_unknown`).
@@ -676,6 +710,10 @@ pub(crate) fn search<M: Machine>(
                     remaining_ok -= 1;
                 }
                 linearized[op as usize] = true;
+                let t = ops[op as usize].twin;
+                if t != NO_TWIN {
+                    twin_cursor[t as usize] += 1;
+                }
                 let c = class_of[op as usize];
                 if c != NONE && class_cursor[c as usize] == class_pos[op as usize] {
                     let end = class_start[c as usize + 1];
@@ -755,6 +793,10 @@ pub(crate) fn search<M: Machine>(
             }
             state = frame.state;
             linearized[op as usize] = false;
+            let t = ops[op as usize].twin;
+            if t != NO_TWIN {
+                twin_cursor[t as usize] -= 1;
+            }
             let c = class_of[op as usize];
             if c != NONE && class_pos[op as usize] < class_cursor[c as usize] {
                 class_cursor[c as usize] = class_pos[op as usize];
@@ -841,7 +883,12 @@ mod tests {
         }
         let sops: Vec<SearchOp> = ops
             .iter()
-            .map(|&(invoke, ret, info, _)| SearchOp { invoke, ret, info })
+            .map(|&(invoke, ret, info, _)| SearchOp {
+                invoke,
+                ret,
+                info,
+                twin: NO_TWIN,
+            })
             .collect();
         let cancel = AtomicBool::new(false);
         let memory = MemoryGauge::start(usize::MAX);

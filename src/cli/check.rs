@@ -360,6 +360,7 @@ fn to_json(path: &Path, history: &History, outcome: &CheckOutcome) -> serde_json
         json!({
             "key": cx.key,
             "anomaly": cx.anomaly,
+            "proved_by_pattern": cx.pattern,
             "blocked": op_json(cx.blocked, &history.ops[cx.blocked]),
             "pending": cx.pending.iter().map(|&i| op_json(i, &history.ops[i])).collect::<Vec<_>>(),
             "prefix_length": cx.prefix.len(),
