@@ -92,6 +92,8 @@ pub(crate) fn prepare(history: &History, options: &CheckOptions) -> Result<Vec<P
             },
             info,
             twin: NO_TWIN,
+            unknown_write: false,
+            blank: false,
         }
     };
     // The result of an operation with an unknown outcome is unknown, whatever was recorded.
@@ -118,6 +120,12 @@ pub(crate) fn prepare(history: &History, options: &CheckOptions) -> Result<Vec<P
             km.merge_unobserved(&mut steps);
             let mut ops: Vec<SearchOp> = ids.iter().map(|&id| search_op(id)).collect();
             mark_twins(&mut ops, &steps);
+            for (op, step) in ops.iter_mut().zip(&steps) {
+                if let (true, KeyStep::Write(v)) = (op.info, step) {
+                    op.unknown_write = true;
+                    op.blank = km.unobserved() == Some(*v);
+                }
+            }
             parts.push(Part {
                 key: key.map(str::to_string),
                 ops,

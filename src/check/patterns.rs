@@ -567,6 +567,8 @@ mod tests {
             ret,
             info: ret == u64::MAX,
             twin: crate::check::search::NO_TWIN,
+            unknown_write: false,
+            blank: false,
         }
     }
 

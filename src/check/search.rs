@@ -48,6 +48,11 @@ pub(crate) struct SearchOp {
     /// For an unknown operation: its class of twins, unknown operations with the very same
     /// step (`NONE` if it has none). Twins differ only in when they were invoked.
     pub twin: u32,
+    /// An unknown write, of any value.
+    pub unknown_write: bool,
+    /// An unknown write of the one state standing for values nobody reads or compares with
+    /// (a *blank* write: see `KeyMachine::merge_unobserved`).
+    pub blank: bool,
 }
 
 /// No twin class.
@@ -501,10 +506,24 @@ pub(crate) fn search<M: Machine>(
         }
     }
     let mut twin_cursor = vec![0usize; n_twins];
-    let twin_turn = |cursor: &[usize], op: u32| {
-        let t = ops[op as usize].twin;
-        t == NO_TWIN || twin_members[t as usize][cursor[t as usize]] == op
-    };
+    // Only the next twin of each class is in the list: the others are parked (unlinked) and
+    // come in one at a time, as the one before is linearized, so no scan walks over them.
+    for members in &twin_members {
+        for &op in members.iter().skip(1) {
+            let x = call_entry[op as usize] as usize;
+            let (p, q) = (prev[x], next[x]);
+            next[p as usize] = q;
+            prev[q as usize] = p;
+        }
+    }
+    // Blank writes in order of invocation, and how many are linearized: with two or more
+    // they are twins, linearized in that order, so the next one is `blanks[blank_cursor]`.
+    let blanks: Vec<u32> = events
+        .iter()
+        .filter(|&&(_, kind, op)| kind == 0 && ops[op as usize].blank)
+        .map(|&(_, _, op)| op)
+        .collect();
+    let mut blank_cursor = 0usize;
 
     let mut ok_bits = Bits::new(n_ok as usize);
     let mut info_bits = Bits::new(n_info as usize);
@@ -519,7 +538,8 @@ pub(crate) fn search<M: Machine>(
     // window's operations want from an unknown operation: a class, or GROUP|group for any.
     const GROUP: u32 = 1 << 31;
     let mut wanted: Vec<u32> = Vec::new();
-    let mut wanted_at: Vec<(usize, usize)> = Vec::with_capacity(n + 1);
+    // (start, end) in `wanted`, and the node's first return entry: the end of its window.
+    let mut wanted_at: Vec<(usize, usize, u32)> = Vec::with_capacity(n + 1);
     let info_class: Vec<u32> = (0..n as u32)
         .map(|op| machine.producer_class(op).unwrap_or(NONE))
         .collect();
@@ -616,7 +636,7 @@ pub(crate) fn search<M: Machine>(
                 }
                 e = next[e as usize];
             }
-            wanted_at.push((start, wanted.len()));
+            wanted_at.push((start, wanted.len(), e));
             entry = next[0];
             if let Some(op) = dead {
                 if best.as_ref().is_none_or(|f| frames.len() > f.prefix.len()) {
@@ -635,18 +655,25 @@ pub(crate) fn search<M: Machine>(
         let ret = partner[entry as usize];
         if candidate.is_none() && !forced && ret != NONE {
             let op = entry_op[entry as usize];
-            if !twin_turn(&twin_cursor, op) {
-                entry = next[entry as usize];
-                continue;
-            }
+            debug_assert!({
+                let t = ops[op as usize].twin;
+                t == NO_TWIN || twin_members[t as usize][twin_cursor[t as usize]] == op
+            });
             if ops[op as usize].info && after_unknown.is_none() {
                 // An unknown operation is only worth placing here if something pending may
                 // need it right after (see `needs_unknown`).
-                let (a, b) = wanted_at[frames.len()];
+                let (a, b, window_end) = wanted_at[frames.len()];
                 let w = &wanted[a..b];
                 let c = info_class[op as usize];
-                let useful =
-                    (c != NONE && w.contains(&c)) || w.contains(&(GROUP | machine.group(op)));
+                // An unknown write wanted only as "any change" (a CAS whose compare must fail)
+                // gives way to a blank write, when one is available: [w, x] can become
+                // [blank, x, w], which ends in the same state, w still after its invocation.
+                let blank_ready = blanks
+                    .get(blank_cursor)
+                    .is_some_and(|&b| call_entry[b as usize] < window_end);
+                let any_change = w.contains(&(GROUP | machine.group(op)))
+                    && !(ops[op as usize].unknown_write && !ops[op as usize].blank && blank_ready);
+                let useful = (c != NONE && w.contains(&c)) || any_change;
                 if !useful {
                     entry = next[entry as usize];
                     continue;
@@ -710,10 +737,7 @@ pub(crate) fn search<M: Machine>(
                     remaining_ok -= 1;
                 }
                 linearized[op as usize] = true;
-                let t = ops[op as usize].twin;
-                if t != NO_TWIN {
-                    twin_cursor[t as usize] += 1;
-                }
+                blank_cursor += usize::from(ops[op as usize].blank);
                 let c = class_of[op as usize];
                 if c != NONE && class_cursor[c as usize] == class_pos[op as usize] {
                     let end = class_start[c as usize + 1];
@@ -727,6 +751,24 @@ pub(crate) fn search<M: Machine>(
                     let (p, q) = (prev[x as usize], next[x as usize]);
                     next[p as usize] = q;
                     prev[q as usize] = p;
+                }
+                // The next twin comes in, at its place in time order: after e's old
+                // neighbour, which is still in the list, past entries invoked before it.
+                let t = ops[op as usize].twin;
+                if t != NO_TWIN {
+                    twin_cursor[t as usize] += 1;
+                    if let Some(&twin) = twin_members[t as usize].get(twin_cursor[t as usize]) {
+                        let x = call_entry[twin as usize];
+                        let mut q = prev[e as usize];
+                        while next[q as usize] < x {
+                            q = next[q as usize];
+                        }
+                        let r = next[q as usize];
+                        next[x as usize] = r;
+                        prev[x as usize] = q;
+                        prev[r as usize] = x;
+                        next[q as usize] = x;
+                    }
                 }
                 // Operations with unknown outcomes still pending may all go last, which is
                 // the same as never.
@@ -795,8 +837,17 @@ pub(crate) fn search<M: Machine>(
             linearized[op as usize] = false;
             let t = ops[op as usize].twin;
             if t != NO_TWIN {
+                // Park the twin that came in with it (undone in reverse order, so its
+                // neighbours are the ones it was inserted between).
+                if let Some(&twin) = twin_members[t as usize].get(twin_cursor[t as usize]) {
+                    let x = call_entry[twin as usize] as usize;
+                    let (p, q) = (prev[x], next[x]);
+                    next[p as usize] = q;
+                    prev[q as usize] = p;
+                }
                 twin_cursor[t as usize] -= 1;
             }
+            blank_cursor -= usize::from(ops[op as usize].blank);
             let c = class_of[op as usize];
             if c != NONE && class_pos[op as usize] < class_cursor[c as usize] {
                 class_cursor[c as usize] = class_pos[op as usize];
@@ -888,6 +939,8 @@ mod tests {
                 ret,
                 info,
                 twin: NO_TWIN,
+                unknown_write: false,
+                blank: false,
             })
             .collect();
         let cancel = AtomicBool::new(false);
