@@ -540,6 +540,18 @@ pub(crate) fn search<M: Machine>(
     let mut wanted: Vec<u32> = Vec::new();
     // (start, end) in `wanted`, and the node's first return entry: the end of its window.
     let mut wanted_at: Vec<(usize, usize, u32)> = Vec::with_capacity(n + 1);
+    // Membership in the current node's range, in O(1): `mark[slot] == stamp`. A new stamp
+    // each time a node's range is built, or is current again after a backtrack.
+    let n_groups = (0..n as u32).map(|op| machine.group(op)).max().map_or(0, |g| g + 1);
+    let slot = |w: u32| -> usize {
+        if w & GROUP != 0 {
+            n_classes + (w & !GROUP) as usize
+        } else {
+            w as usize
+        }
+    };
+    let mut mark = vec![0u32; n_classes + n_groups as usize];
+    let mut stamp = 0u32;
     let info_class: Vec<u32> = (0..n as u32)
         .map(|op| machine.producer_class(op).unwrap_or(NONE))
         .collect();
@@ -595,6 +607,7 @@ pub(crate) fn search<M: Machine>(
             wanted_at.truncate(depth);
             let start = wanted_at.last().map_or(0, |w| w.1);
             wanted.truncate(start);
+            stamp += 1;
             let mut e = next[0];
             let mut dead = None;
             while partner[e as usize] != NONE {
@@ -602,13 +615,15 @@ pub(crate) fn search<M: Machine>(
                 match machine.wants(state, op) {
                     Want::Nothing => {}
                     Want::Class(c) => {
-                        if !wanted[start..].contains(&c) {
+                        if mark[slot(c)] != stamp {
+                            mark[slot(c)] = stamp;
                             wanted.push(c);
                         }
                     }
                     Want::Any => {
                         let g = GROUP | machine.group(op);
-                        if !wanted[start..].contains(&g) {
+                        if mark[slot(g)] != stamp {
+                            mark[slot(g)] = stamp;
                             wanted.push(g);
                         }
                     }
@@ -662,8 +677,8 @@ pub(crate) fn search<M: Machine>(
             if ops[op as usize].info && after_unknown.is_none() {
                 // An unknown operation is only worth placing here if something pending may
                 // need it right after (see `needs_unknown`).
-                let (a, b, window_end) = wanted_at[frames.len()];
-                let w = &wanted[a..b];
+                let window_end = wanted_at[frames.len()].2;
+                let wants = |w: u32| mark[slot(w)] == stamp;
                 let c = info_class[op as usize];
                 // An unknown write wanted only as "any change" (a CAS whose compare must fail)
                 // gives way to a blank write, when one is available: [w, x] can become
@@ -671,9 +686,9 @@ pub(crate) fn search<M: Machine>(
                 let blank_ready = blanks
                     .get(blank_cursor)
                     .is_some_and(|&b| call_entry[b as usize] < window_end);
-                let any_change = w.contains(&(GROUP | machine.group(op)))
+                let any_change = wants(GROUP | machine.group(op))
                     && !(ops[op as usize].unknown_write && !ops[op as usize].blank && blank_ready);
-                let useful = (c != NONE && w.contains(&c)) || any_change;
+                let useful = (c != NONE && wants(c)) || any_change;
                 if !useful {
                     entry = next[entry as usize];
                     continue;
@@ -860,6 +875,12 @@ pub(crate) fn search<M: Machine>(
             }
             if !frame.forced {
                 entry = next[e as usize];
+                // This node's range is current again.
+                stamp += 1;
+                let (a, b, _) = wanted_at[frames.len()];
+                for &w in &wanted[a..b] {
+                    mark[slot(w)] = stamp;
+                }
                 break;
             }
         }
