@@ -399,6 +399,12 @@ pub(crate) trait Machine {
     fn wants(&self, state: u32, op: u32) -> Want;
     /// Operations of different groups commute (different keys).
     fn group(&self, op: u32) -> u32;
+    /// Whether the search should first try what the most urgent pending operation asks for.
+    /// An order of trying only; it pays for one register, whose reads name the write they
+    /// need, and can cost dearly where many writes could satisfy a read (kv, many keys).
+    fn urgent_first(&self) -> bool {
+        false
+    }
 }
 
 impl KeyStep {
@@ -460,6 +466,10 @@ impl Machine for SingleKey {
 
     fn group(&self, _op: u32) -> u32 {
         0
+    }
+
+    fn urgent_first(&self) -> bool {
+        !self.km.kv
     }
 }
 

@@ -241,6 +241,10 @@ pub(crate) fn run(parts: &mut [Part], threads: usize, stop: &Stop<'_>) -> Combin
         concurrent: threads,
     };
     let run_one = |part: &mut Part| -> PartResult {
+        // The budgets hold for the proofs too: past them the answer is Unknown.
+        if let Some(reason) = limits.stop_reason() {
+            return PartResult::Searched(SearchResult::Unknown(reason));
+        }
         let proved = match &part.machine {
             PartMachine::Single(m) if part.patterns => patterns::prove(
                 &part.ops,
@@ -251,6 +255,9 @@ pub(crate) fn run(parts: &mut [Part], threads: usize, stop: &Stop<'_>) -> Combin
             ),
             _ => None,
         };
+        if let (Some(_), Some(reason)) = (&proved, limits.stop_reason()) {
+            return PartResult::Searched(SearchResult::Unknown(reason));
+        }
         let r = match (proved, &mut part.machine) {
             (Some(pattern), _) => PartResult::Proved(pattern),
             (None, PartMachine::Single(m)) => PartResult::Searched(search(&part.ops, m, &limits)),

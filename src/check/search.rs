@@ -108,6 +108,22 @@ pub(crate) struct Limits<'a> {
 }
 
 impl Limits<'_> {
+    /// Why the check must stop now, if it must: for work done outside the search (the
+    /// pattern proofs), looked at before and after it.
+    pub(crate) fn stop_reason(&self) -> Option<StopReason> {
+        if self.cancel.load(Ordering::Relaxed) {
+            Some(StopReason::Cancelled)
+        } else if self.requested.is_some_and(|r| r.load(Ordering::Relaxed)) {
+            Some(StopReason::Requested)
+        } else if self.deadline.is_some_and(|d| Instant::now() >= d) {
+            Some(StopReason::Timeout)
+        } else if self.memory.exceeds(0, 0) {
+            Some(StopReason::Memory)
+        } else {
+            None
+        }
+    }
+
     /// Would `extra` more bytes take the check past its memory budget? `memo` is this search's
     /// own estimate, for when the allocator does not count.
     #[inline]
@@ -389,6 +405,8 @@ struct Frame {
     node: u32,
     /// A read forced as the only child worth trying.
     forced: bool,
+    /// Tried first, out of list order: the node's other children are tried from the head.
+    priority: bool,
     /// The operation has an unknown outcome.
     info: bool,
 }
@@ -542,7 +560,10 @@ pub(crate) fn search<M: Machine>(
     let mut wanted_at: Vec<(usize, usize, u32)> = Vec::with_capacity(n + 1);
     // Membership in the current node's range, in O(1): `mark[slot] == stamp`. A new stamp
     // each time a node's range is built, or is current again after a backtrack.
-    let n_groups = (0..n as u32).map(|op| machine.group(op)).max().map_or(0, |g| g + 1);
+    let n_groups = (0..n as u32)
+        .map(|op| machine.group(op))
+        .max()
+        .map_or(0, |g| g + 1);
     let slot = |w: u32| -> usize {
         if w & GROUP != 0 {
             n_classes + (w & !GROUP) as usize
@@ -556,6 +577,7 @@ pub(crate) fn search<M: Machine>(
         .map(|op| machine.producer_class(op).unwrap_or(NONE))
         .collect();
 
+    let urgent_first = machine.urgent_first();
     let mut state = machine.init();
     let mut remaining_ok = n_ok;
     if remaining_ok == 0 {
@@ -593,6 +615,7 @@ pub(crate) fn search<M: Machine>(
         // The candidate to try: a forced read, the call entry at `entry`, or none (backtrack).
         let mut candidate = None;
         let mut forced = false;
+        let mut priority = false;
         if fresh {
             fresh = false;
             // A read-only operation that fits the current state can go first: any completion
@@ -665,6 +688,31 @@ pub(crate) fn search<M: Machine>(
                 }
                 candidate = None;
                 forced = true;
+            } else if urgent_first
+                && candidate.is_none()
+                && after_unknown.is_none()
+                && entry_op[e as usize] != NONE
+            {
+                // No forced read: try first what the most urgent operation (the one that
+                // returns first) asks for: the next producer of the value it needs, or itself.
+                // Only an order of trying, so soundness and completeness are untouched; it
+                // is what the linearization of a real history nearly always does next.
+                let urgent = entry_op[e as usize];
+                let pick = match machine.needs(state, urgent) {
+                    Some(c) => {
+                        let cur = class_cursor[c as usize];
+                        (cur < class_start[c as usize + 1])
+                            .then(|| class_list[cur as usize])
+                            .filter(|&p| call_entry[p as usize] < e)
+                    }
+                    None => (!read_only[urgent as usize]).then_some(urgent),
+                };
+                if let Some(p) = pick.filter(|&p| !ops[p as usize].info)
+                    && let Some(s) = machine.step(state, p)
+                {
+                    candidate = Some((call_entry[p as usize], s));
+                    priority = true;
+                }
             }
         }
         let ret = partner[entry as usize];
@@ -743,6 +791,7 @@ pub(crate) fn search<M: Machine>(
                     state,
                     node,
                     forced,
+                    priority,
                     info,
                 });
                 state = new_state;
@@ -797,6 +846,10 @@ pub(crate) fn search<M: Machine>(
                 info_bits.clear(b);
             } else {
                 ok_bits.clear(b);
+            }
+            if priority {
+                entry = next[0];
+                continue;
             }
             if !forced {
                 entry = next[e as usize];
@@ -874,7 +927,11 @@ pub(crate) fn search<M: Machine>(
                 prev[q as usize] = x;
             }
             if !frame.forced {
-                entry = next[e as usize];
+                entry = if frame.priority {
+                    next[0]
+                } else {
+                    next[e as usize]
+                };
                 // This node's range is current again.
                 stamp += 1;
                 let (a, b, _) = wanted_at[frames.len()];

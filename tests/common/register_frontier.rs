@@ -226,6 +226,12 @@ pub fn generate(shape: &Shape) -> Option<History> {
             } else {
                 recent[rng.below(recent.len() as u64) as usize].clone()
             };
+            // Jepsen's CASes compare integers: never nil (0 is never written).
+            let from = if from == Value::Nil {
+                Value::Int(0)
+            } else {
+                from
+            };
             let to = Value::Int(fresh);
             let holds = from == current;
             if applies && holds {
