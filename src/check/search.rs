@@ -746,6 +746,9 @@ pub(crate) fn search<M: Machine>(
                 None => machine.step(state, op),
                 Some((before, w)) => needs_unknown(machine, before, state, w, op),
             }
+            // An unknown operation that would change nothing here (a CAS whose compare
+            // fails) may as well come later or never: [w, x] with w a no-op is [x].
+            .filter(|&s| !(ops[op as usize].info && s == state))
             .map(|s| (entry, s));
             if candidate.is_none() {
                 entry = next[entry as usize];
