@@ -5,7 +5,8 @@
 //!
 //! `cargo bench --bench check_frontier`. `SCHISM_BENCH_QUICK=1` runs the small sizes only;
 //! `SCHISM_BENCH_TIMEOUT=30s` changes the per-file budget (default 10 s, the target);
-//! `SCHISM_BENCH_KEEP=DIR` keeps the generated files there.
+//! `SCHISM_BENCH_KEEP=DIR` keeps the generated files there; `SCHISM_BENCH_OPS=100000` runs
+//! only the cases of that size.
 
 #[path = "../tests/common/register_frontier.rs"]
 mod register_frontier;
@@ -137,6 +138,12 @@ fn main() {
         ]);
     }
 
+    if let Some(only) = std::env::var("SCHISM_BENCH_OPS")
+        .ok()
+        .and_then(|v| v.parse::<usize>().ok())
+    {
+        cases.retain(|c| c.ops == only);
+    }
     println!("single-register CAS histories, whole `schism check` process, budget {timeout}");
     println!(
         "{:>7} {:>7} {:>4} {:>9} {:>6}  {:<24} {:>7} {:>8} {:<17} right",

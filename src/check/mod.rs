@@ -199,6 +199,8 @@ pub fn check_history(
                 ),
                 search::StopReason::Cancelled => "the search was cancelled".to_string(),
                 search::StopReason::Requested => "the check was stopped".to_string(),
+                // Only a first try's limit; a part that hits it is searched again in full.
+                search::StopReason::Steps => "the search ran out of steps".to_string(),
             };
             outcome.unknown_reason = Some(format!(
                 "{why} ({finished} of {} partitions checked)",

@@ -119,7 +119,9 @@ pub(crate) fn prepare(history: &History, options: &CheckOptions) -> Result<Vec<P
                 .collect();
             km.merge_unobserved(&mut steps);
             let mut ops: Vec<SearchOp> = ids.iter().map(|&id| search_op(id)).collect();
-            mark_twins(&mut ops, &steps);
+            if model != ModelKind::Kv {
+                mark_twins(&mut ops, &steps);
+            }
             for (op, step) in ops.iter_mut().zip(&steps) {
                 if let (true, KeyStep::Write(v)) = (op.info, step) {
                     op.unknown_write = true;
@@ -194,6 +196,9 @@ pub(crate) enum Combined {
     Unknown(StopReason, usize),
 }
 
+/// Parts of at least this many operations are proved before any search.
+const PROVE_FIRST: usize = 2_000;
+
 /// What one part's check found.
 #[derive(Clone)]
 enum PartResult {
@@ -239,13 +244,18 @@ pub(crate) fn run(parts: &mut [Part], threads: usize, stop: &Stop<'_>) -> Combin
         requested: stop.requested,
         memory: stop.memory,
         concurrent: threads,
+        max_steps: None,
     };
-    let run_one = |part: &mut Part| -> PartResult {
-        // The budgets hold for the proofs too: past them the answer is Unknown.
-        if let Some(reason) = limits.stop_reason() {
-            return PartResult::Searched(SearchResult::Unknown(reason));
-        }
-        let proved = match &part.machine {
+    // A first, short search settles most small parts (a real history's linearization is
+    // mostly found without backtracking): only the others pay for the pattern proofs, and a
+    // violation found either way gets the proof's explanation when there is one. Large parts
+    // are proved first: the proofs' linear pass is cheap beside what a search may cost them.
+    let first_try = |n: usize| Limits {
+        max_steps: Some(4 * n as u64 + 1_000),
+        ..limits
+    };
+    let prove = |part: &Part| -> Option<Pattern> {
+        match &part.machine {
             PartMachine::Single(m) if part.patterns => patterns::prove(
                 &part.ops,
                 &m.ops,
@@ -254,14 +264,45 @@ pub(crate) fn run(parts: &mut [Part], threads: usize, stop: &Stop<'_>) -> Combin
                 m.km.unobserved(),
             ),
             _ => None,
-        };
-        if let (Some(_), Some(reason)) = (&proved, limits.stop_reason()) {
+        }
+    };
+    let run_one = |part: &mut Part| -> PartResult {
+        // Past the budgets the answer is Unknown, even for a part that would be quick.
+        if let Some(reason) = limits.stop_reason() {
             return PartResult::Searched(SearchResult::Unknown(reason));
         }
-        let r = match (proved, &mut part.machine) {
-            (Some(pattern), _) => PartResult::Proved(pattern),
-            (None, PartMachine::Single(m)) => PartResult::Searched(search(&part.ops, m, &limits)),
-            (None, PartMachine::Multi(m)) => PartResult::Searched(search(&part.ops, m, &limits)),
+        let first = match &mut part.machine {
+            PartMachine::Single(m) if part.patterns && part.ops.len() < PROVE_FIRST => {
+                Some(search(&part.ops, m, &first_try(part.ops.len())))
+            }
+            _ => None,
+        };
+        let r = match first {
+            Some(SearchResult::Linearizable) => PartResult::Searched(SearchResult::Linearizable),
+            Some(SearchResult::Unknown(reason)) if reason != StopReason::Steps => {
+                PartResult::Searched(SearchResult::Unknown(reason))
+            }
+            first => {
+                // The budgets hold for the proofs too.
+                if let Some(reason) = limits.stop_reason() {
+                    return PartResult::Searched(SearchResult::Unknown(reason));
+                }
+                match (prove(part), first, &mut part.machine) {
+                    (Some(pattern), _, _) => match limits.stop_reason() {
+                        Some(reason) => PartResult::Searched(SearchResult::Unknown(reason)),
+                        None => PartResult::Proved(pattern),
+                    },
+                    (None, Some(r @ SearchResult::NotLinearizable(_)), _) => {
+                        PartResult::Searched(r)
+                    }
+                    (None, _, PartMachine::Single(m)) => {
+                        PartResult::Searched(search(&part.ops, m, &limits))
+                    }
+                    (None, _, PartMachine::Multi(m)) => {
+                        PartResult::Searched(search(&part.ops, m, &limits))
+                    }
+                }
+            }
         };
         if r.violated() {
             cancel.store(true, Ordering::Relaxed);

@@ -164,11 +164,14 @@ fn needs(step: KeyStep) -> Option<u32> {
     }
 }
 
-/// A bound with the operations that establish it.
-#[derive(Debug, Clone)]
+/// A bound on a moment of a value's lifetime: `witness` (an operation) shows it, and it
+/// reaches the value through the version order from `origin`. The operations in between are
+/// rebuilt only for a violation, so the bounds cost O(1) per value.
+#[derive(Debug, Clone, Copy)]
 struct Bound {
     at: u64,
-    chain: Vec<u32>,
+    witness: u32,
+    origin: u32,
 }
 
 /// Tries to prove that the register history `steps` (times in `ops`, initial value `init`,
@@ -355,42 +358,39 @@ pub(crate) fn prove(
         let mut bound: Option<Bound> = None;
         loop {
             let w = writer[v];
-            if w != NONE && bound.as_ref().is_none_or(|b| ops[w as usize].invoke > b.at) {
+            if w != NONE && bound.is_none_or(|b| ops[w as usize].invoke > b.at) {
                 bound = Some(Bound {
                     at: ops[w as usize].invoke,
-                    chain: vec![w],
-                });
-            } else if let Some(b) = &mut bound
-                && w != NONE
-            {
-                b.chain.push(w);
-            }
-            start_after[v] = bound.clone();
-            // For the successor: what took effect while v was current.
-            let (h, by) = hi[v];
-            if by != NONE && bound.as_ref().is_none_or(|b| h > b.at) {
-                bound = Some(Bound {
-                    at: h,
-                    chain: vec![by],
+                    witness: w,
+                    origin: v as u32,
                 });
             }
+            start_after[v] = bound;
             if succ[v] == NONE {
                 break;
+            }
+            // For the successor: what took effect while v was current.
+            let (h, by) = hi[v];
+            if by != NONE && bound.is_none_or(|b| h > b.at) {
+                bound = Some(Bound {
+                    at: h,
+                    witness: by,
+                    origin: succ[v],
+                });
             }
             v = succ[v] as usize;
         }
         // Backward along the same chain.
-        let tail = v;
         let mut bound: Option<Bound> = None;
-        let mut v = tail;
         loop {
-            end_by[v] = bound.clone();
-            let (l, by) = lo[v];
+            end_by[v] = bound;
             // v's start is no later than any completion in its cluster.
-            if by != NONE && bound.as_ref().is_none_or(|b| l < b.at) {
+            let (l, by) = lo[v];
+            if by != NONE && bound.is_none_or(|b| l < b.at) {
                 bound = Some(Bound {
                     at: l,
-                    chain: vec![by],
+                    witness: by,
+                    origin: v as u32,
                 });
             }
             if pred[v] == NONE {
@@ -398,24 +398,50 @@ pub(crate) fn prove(
             }
             // The predecessor ends where v starts, at its writer (the CAS).
             let w = writer[v];
-            if let Some(b) = &mut bound {
-                if ops[w as usize].ret < b.at {
-                    *b = Bound {
-                        at: ops[w as usize].ret,
-                        chain: vec![w],
-                    };
-                } else if b.chain.first() != Some(&w) {
-                    b.chain.insert(0, w);
-                }
-            } else if ops[w as usize].ret != u64::MAX {
+            if ops[w as usize].ret != u64::MAX && bound.is_none_or(|b| ops[w as usize].ret < b.at) {
                 bound = Some(Bound {
                     at: ops[w as usize].ret,
-                    chain: vec![w],
+                    witness: w,
+                    origin: v as u32,
                 });
             }
             v = pred[v] as usize;
         }
     }
+    // The operations behind a bound, in the order of the argument. A start bound: the witness,
+    // then the writers from its origin on to v. An end bound of v: the writers from v's
+    // successor on to the origin, then the witness.
+    let start_chain = |b: Bound, v: usize| -> Vec<u32> {
+        let mut writers = Vec::new();
+        let mut x = v;
+        loop {
+            if writer[x] != NONE && writer[x] != b.witness {
+                writers.push(writer[x]);
+            }
+            if x == b.origin as usize || pred[x] == NONE {
+                break;
+            }
+            x = pred[x] as usize;
+        }
+        writers.push(b.witness);
+        writers.reverse();
+        writers
+    };
+    let end_chain = |b: Bound, v: usize| -> Vec<u32> {
+        let mut chain = Vec::new();
+        let mut x = v;
+        while succ[x] != NONE {
+            x = succ[x] as usize;
+            chain.push(writer[x]);
+            if x == b.origin as usize {
+                break;
+            }
+        }
+        if !chain.contains(&b.witness) {
+            chain.push(b.witness);
+        }
+        chain
+    };
 
     // An operation that needs v cannot begin after v has certainly ended, nor complete before
     // v may start. Both sides of one contradiction often show; the first reads as the stale
@@ -426,14 +452,14 @@ pub(crate) fn prove(
             continue;
         }
         let v = v as usize;
-        if let Some(b) = &end_by[v]
+        if let Some(b) = end_by[v]
             && ops[i].invoke > b.at
-            && !b.chain.contains(&(i as u32))
+            && b.witness != i as u32
         {
             return Some(Pattern::AfterReplaced {
                 op: i as u32,
                 value: v as u32,
-                chain: b.chain.clone(),
+                chain: end_chain(b, v),
                 at: b.at,
             });
         }
@@ -444,14 +470,14 @@ pub(crate) fn prove(
             continue;
         }
         let v = v as usize;
-        if let Some(b) = &start_after[v]
+        if let Some(b) = start_after[v]
             && ops[i].ret < b.at
             && writer[v] != i as u32
         {
             return Some(Pattern::BeforeInstalled {
                 op: i as u32,
                 value: v as u32,
-                chain: b.chain.clone(),
+                chain: start_chain(b, v),
                 at: b.at,
             });
         }
@@ -539,10 +565,10 @@ pub(crate) fn prove(
         let (started, opens) = if e == init as usize { (0, NONE) } else { lo[e] };
         let mut lasted = hi[e];
         if succ[e] != NONE
-            && let Some(b) = &start_after[succ[e] as usize]
+            && let Some(b) = start_after[succ[e] as usize]
             && b.at > lasted.0
         {
-            lasted = (b.at, *b.chain.last().unwrap_or(&NONE));
+            lasted = (b.at, b.witness);
         }
         let begun = opens != NONE || e == init as usize;
         if begun && lasted.1 != NONE && started < ops[i].invoke && ops[i].ret < lasted.0 {

@@ -69,6 +69,9 @@ pub(crate) enum StopReason {
     Memory,
     /// The caller asked the check to stop.
     Requested,
+    /// The search took more steps than `Limits::max_steps` allowed: a first, short try
+    /// (never the answer of a check).
+    Steps,
 }
 
 /// Where the search got furthest before failing.
@@ -105,6 +108,8 @@ pub(crate) struct Limits<'a> {
     /// Searches running at once; without the counting allocator each one estimates its own
     /// use, and they share the budget equally.
     pub concurrent: usize,
+    /// Stop with `StopReason::Steps` after about this many steps of the search loop.
+    pub max_steps: Option<u64>,
 }
 
 impl Limits<'_> {
@@ -586,11 +591,14 @@ pub(crate) fn search<M: Machine>(
     let mut entry = next[0];
     // True when the search has just entered a node and not yet scanned it.
     let mut fresh = true;
-    let mut ticks: u32 = 0;
+    let mut ticks: u64 = 0;
 
     loop {
         ticks = ticks.wrapping_add(1);
         if ticks & 0x3FF == 0 {
+            if limits.max_steps.is_some_and(|m| ticks > m) {
+                return SearchResult::Unknown(StopReason::Steps);
+            }
             if limits.cancel.load(Ordering::Relaxed) {
                 return SearchResult::Unknown(StopReason::Cancelled);
             }
@@ -1032,6 +1040,7 @@ mod tests {
             requested: None,
             memory: &memory,
             concurrent: 1,
+            max_steps: None,
         };
         search(&sops, &mut m, &limits)
     }
