@@ -8,48 +8,16 @@
 //! `SCHISM_BENCH_KEEP=DIR` keeps the generated files there; `SCHISM_BENCH_OPS=100000` runs
 //! only the cases of that size.
 
+#[path = "support/check_process.rs"]
+mod check_process;
+#[path = "../tests/common/history_gen.rs"]
+mod history_gen;
 #[path = "../tests/common/register_frontier.rs"]
 mod register_frontier;
 
-use std::path::Path;
-use std::process::Command;
-use std::time::Instant;
-
+use check_process::run_check;
 use register_frontier::{Plant, Shape, Unknowns, generate_some, to_jepsen_log};
 use schism::check::formats::write_native;
-
-/// Runs `schism check` on `path`; returns wall seconds, peak RSS in MiB and its JSON line.
-// The child is reaped by `wait4`, which also returns its resource usage.
-#[allow(clippy::zombie_processes)]
-fn run_check(path: &Path, timeout: &str) -> (f64, f64, serde_json::Value) {
-    let start = Instant::now();
-    let child = Command::new(env!("CARGO_BIN_EXE_schism"))
-        .args([
-            "check",
-            "--model",
-            "cas-register",
-            "--json",
-            "--timeout",
-            timeout,
-        ])
-        .arg(path)
-        .stdout(std::process::Stdio::piped())
-        .spawn()
-        .expect("run schism check");
-    let pid = child.id() as libc::pid_t;
-    let mut stdout = child.stdout.expect("stdout");
-    let mut text = String::new();
-    std::io::Read::read_to_string(&mut stdout, &mut text).expect("read output");
-    let mut status = 0;
-    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
-    // SAFETY: waits for our own child; `usage` is a valid out-pointer.
-    let waited = unsafe { libc::wait4(pid, &mut status, 0, &mut usage) };
-    let wall = start.elapsed().as_secs_f64();
-    assert_eq!(waited, pid, "wait4");
-    let json: serde_json::Value =
-        serde_json::from_str(text.lines().next().unwrap_or("{}")).unwrap_or_default();
-    (wall, usage.ru_maxrss as f64 / 1024.0, json)
-}
 
 struct Case {
     ops: usize,
@@ -178,7 +146,10 @@ fn main() {
                 plant.name()
             ));
             std::fs::write(&path, text).expect("write history");
-            let (wall, rss, json) = run_check(&path, &timeout);
+            let (wall, rss, json) = run_check(
+                &["--model", "cas-register", "--json", "--timeout", &timeout],
+                &path,
+            );
             let verdict = json["verdict"].as_str().unwrap_or("?").to_string();
             // A Jepsen log can only say `:fail` of a CAS whose comparison failed, and readers
             // drop `:fail` lines: without that CAS the history is the linearizable one.

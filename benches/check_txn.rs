@@ -12,15 +12,17 @@
 //! `cargo bench --bench check_txn`. `SCHISM_BENCH_QUICK=1` stops at 100 k;
 //! `SCHISM_BENCH_KEEP=DIR` keeps the generated histories in DIR (for profiling).
 
+#[path = "support/check_process.rs"]
+mod check_process;
+
 use std::collections::BinaryHeap;
 use std::fmt::Write as _;
 use std::io::Write as _;
-use std::path::Path;
-use std::process::Command;
-use std::time::Instant;
 
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
+
+use check_process::run_check;
 
 /// The shape of a generated history.
 struct Shape {
@@ -131,38 +133,6 @@ fn generate(shape: &Shape, out: &mut impl std::io::Write) -> std::io::Result<()>
     Ok(())
 }
 
-/// Runs `schism check` on `path`; returns wall seconds, peak RSS in MiB and its JSON line.
-// The child is reaped by `wait4`, which also returns its resource usage.
-#[allow(clippy::zombie_processes)]
-fn run_check(path: &Path) -> (f64, f64, serde_json::Value) {
-    let start = Instant::now();
-    let child = Command::new(env!("CARGO_BIN_EXE_schism"))
-        .args([
-            "check",
-            "--model",
-            "list-append",
-            "--consistency",
-            "strict-serializable",
-            "--json",
-        ])
-        .arg(path)
-        .stdout(std::process::Stdio::piped())
-        .spawn()
-        .expect("run schism check");
-    let pid = child.id() as libc::pid_t;
-    let mut stdout = child.stdout.expect("stdout");
-    let mut text = String::new();
-    std::io::Read::read_to_string(&mut stdout, &mut text).expect("read output");
-    let mut status = 0;
-    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
-    // SAFETY: waits for our own child; `usage` is a valid out-pointer.
-    let waited = unsafe { libc::wait4(pid, &mut status, 0, &mut usage) };
-    let wall = start.elapsed().as_secs_f64();
-    assert_eq!(waited, pid, "wait4");
-    let json: serde_json::Value = serde_json::from_str(text.trim()).expect("one JSON line");
-    (wall, usage.ru_maxrss as f64 / 1024.0, json)
-}
-
 fn main() {
     let quick = std::env::var_os("SCHISM_BENCH_QUICK").is_some();
     let keep = std::env::var_os("SCHISM_BENCH_KEEP").map(std::path::PathBuf::from);
@@ -203,7 +173,16 @@ fn main() {
             file.flush().expect("flush");
             drop(file);
             let mb = std::fs::metadata(&path).map_or(0.0, |m| m.len() as f64 / 1e6);
-            let (wall, rss, json) = run_check(&path);
+            let (wall, rss, json) = run_check(
+                &[
+                    "--model",
+                    "list-append",
+                    "--consistency",
+                    "strict-serializable",
+                    "--json",
+                ],
+                &path,
+            );
             let check_s = json["check_ms"].as_f64().unwrap_or(f64::NAN) / 1e3;
             let anomalies: Vec<&str> = json["anomaly_types"]
                 .as_array()

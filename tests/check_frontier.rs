@@ -6,6 +6,8 @@
 
 #[path = "common/brute_force.rs"]
 mod brute_force;
+#[path = "common/history_gen.rs"]
+mod history_gen;
 #[path = "common/register_frontier.rs"]
 mod register_frontier;
 

@@ -7,33 +7,15 @@
 //! interval (an unknown write or CAS takes effect at a random later moment, or never) and
 //! results come from applying the operations in the order of those points to one register.
 //! Written values are unique. Each planted violation comes with the argument, in its doc,
-//! of why no linearization exists whatever the unknown operations did.
+//! of why no linearization exists whatever the unknown operations did. Who includes this
+//! includes `history_gen.rs` too, for its seeded RNG.
 #![allow(dead_code)]
 
 use std::fmt::Write as _;
 
 use schism::check::{Call, History, ModelKind, Operation, Outcome, Value};
 
-/// SplitMix64, seeded.
-pub struct Rng(pub u64);
-
-impl Rng {
-    pub fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
-
-    pub fn below(&mut self, n: u64) -> u64 {
-        self.next() % n.max(1)
-    }
-
-    pub fn chance(&mut self, percent: u64) -> bool {
-        self.below(100) < percent
-    }
-}
+pub use crate::history_gen::Rng;
 
 /// Where the unknown outcomes fall.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
