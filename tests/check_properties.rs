@@ -200,6 +200,51 @@ fn the_anomaly_of_a_plain_stale_read_is_named() {
 }
 
 #[test]
+fn a_stale_read_proved_by_a_pattern_in_a_long_history_is_named_a_stale_read() {
+    // Long enough to be proved before it is searched: sequential writes, each read back,
+    // then a read of an old value after newer ones were written and read.
+    const MS: u64 = 1_000_000;
+    let mut h = History::new();
+    let mut t = 0;
+    for v in 1..=1500 {
+        h.ops.push(op(
+            0,
+            "x",
+            Call::Write {
+                value: Value::Int(v),
+            },
+            t,
+            t + MS,
+        ));
+        h.ops.push(op(
+            1,
+            "x",
+            Call::Read {
+                value: Some(Value::Int(v)),
+            },
+            t + 2 * MS,
+            t + 3 * MS,
+        ));
+        t += 4 * MS;
+    }
+    let stale = h.ops.len();
+    h.ops.push(op(
+        2,
+        "x",
+        Call::Read {
+            value: Some(Value::Int(700)),
+        },
+        t,
+        t + MS,
+    ));
+    let out = check_history(&h, &CheckOptions::new(ModelKind::Register)).expect("valid");
+    let cx = out.counterexample.expect("violation");
+    assert!(cx.pattern, "proved by a pattern: {}", cx.anomaly);
+    assert!(cx.anomaly.starts_with("stale read"), "{}", cx.anomaly);
+    assert!(cx.anomaly.contains(&format!("#{stale}")), "{}", cx.anomaly);
+}
+
+#[test]
 fn the_anomaly_of_a_lost_append_is_named() {
     let mut h = History::new();
     let s = |x: &str| Value::Str(x.to_string());

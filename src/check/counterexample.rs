@@ -78,7 +78,12 @@ fn who(history: &History, part: &Part, i: u32) -> String {
 }
 
 /// The counterexample of a violation a pattern proved (see `patterns`).
-pub(crate) fn from_pattern(history: &History, part: &Part, pattern: &Pattern) -> Counterexample {
+pub(crate) fn from_pattern(
+    history: &History,
+    model: ModelKind,
+    part: &Part,
+    pattern: &Pattern,
+) -> Counterexample {
     let ops = &history.ops;
     let id = |i: u32| part.ids[i as usize];
     let who = |i: u32| who(history, part, i);
@@ -211,6 +216,17 @@ pub(crate) fn from_pattern(history: &History, part: &Part, pattern: &Pattern) ->
             value(*v),
             opened(*opens)
         ),
+        // Two values at once is often a stale read that real time alone shows: then it
+        // is named as one, the name people look for.
+        Pattern::Overlap { .. }
+            if let Some(stale) = pattern
+                .cited()
+                .into_iter()
+                .filter(|&o| o != u32::MAX)
+                .find_map(|o| classify(history, model, id(o))) =>
+        {
+            stale
+        }
         Pattern::Overlap {
             a,
             a_opens,

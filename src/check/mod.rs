@@ -183,8 +183,12 @@ pub fn check_history(
         }
         partition::Combined::Proved(i, pattern) => {
             outcome.verdict = Verdict::NotLinearizable;
-            outcome.counterexample =
-                Some(counterexample::from_pattern(history, &parts[i], &pattern));
+            outcome.counterexample = Some(counterexample::from_pattern(
+                history,
+                options.model,
+                &parts[i],
+                &pattern,
+            ));
         }
         partition::Combined::Unknown(reason, finished) => {
             outcome.verdict = Verdict::Unknown;

@@ -245,6 +245,19 @@ impl KeyMachine {
         }
     }
 
+    /// See [`Machine::trigger`]: a register's CAS changes the register only from `from`.
+    pub(crate) fn trigger(&self, op: KeyStep) -> Option<u32> {
+        match (self.kv, op) {
+            (false, KeyStep::Cas { from, .. }) => Some(from),
+            _ => None,
+        }
+    }
+
+    /// See [`Machine::holding`]: a register's classes are its values, kv has one class.
+    pub(crate) fn holding(&self, value: u32) -> u32 {
+        if self.kv { 0 } else { value }
+    }
+
     pub(crate) fn init(&self) -> u32 {
         self.init
     }
@@ -399,6 +412,13 @@ pub(crate) trait Machine {
     fn wants(&self, state: u32, op: u32) -> Want;
     /// Operations of different groups commute (different keys).
     fn group(&self, op: u32) -> u32;
+    /// For an operation that changes the state only while its key holds one value (a
+    /// compare-and-set), the producer class of that value; `None` for one that may change
+    /// the state whatever it holds (a write, an append).
+    fn trigger(&self, op: u32) -> Option<u32>;
+    /// The producer class of what `group`'s key holds in `state`: operations whose
+    /// [`Machine::trigger`] it is are the ones that may change that key now.
+    fn holding(&self, state: u32, group: u32) -> u32;
     /// Whether the search should first try what the most urgent pending operation asks for.
     /// An order of trying only; it pays for one register, whose reads name the write they
     /// need, and can cost dearly where many writes could satisfy a read (kv, many keys).
@@ -466,6 +486,14 @@ impl Machine for SingleKey {
 
     fn group(&self, _op: u32) -> u32 {
         0
+    }
+
+    fn trigger(&self, op: u32) -> Option<u32> {
+        self.km.trigger(self.ops[op as usize])
+    }
+
+    fn holding(&self, state: u32, _group: u32) -> u32 {
+        self.km.holding(state)
     }
 
     fn urgent_first(&self) -> bool {
@@ -587,6 +615,16 @@ impl Machine for MultiKey {
 
     fn group(&self, op: u32) -> u32 {
         self.ops[op as usize].0
+    }
+
+    fn trigger(&self, op: u32) -> Option<u32> {
+        let (key, step) = self.ops[op as usize];
+        self.km.trigger(step).map(|c| key * self.key_classes + c)
+    }
+
+    fn holding(&self, state: u32, group: u32) -> u32 {
+        let cur = self.states[state as usize][group as usize];
+        group * self.key_classes + self.km.holding(cur)
     }
 }
 

@@ -1,11 +1,14 @@
 //! The linearizability search for one partition: Wing & Gong's algorithm with Lowe's
 //! memoisation of (linearized set, state) pairs, as in Porcupine and Horn & Kroening.
 //!
-//! The history is a doubly linked list of call and return entries in time order. The search
-//! walks it from the head: at a call it tries to linearize that operation now (its model step
-//! succeeds and the resulting (set, state) was not seen before), then "lifts" the call and its
-//! return out of the list and starts again from the head; at a return it has run out of
-//! candidates that could precede that operation's completion and backtracks.
+//! The completed operations are a doubly linked list of call and return entries in time
+//! order. The search walks it from the head: at a call it tries to linearize that operation
+//! now (its model step succeeds and the resulting (set, state) was not seen before), then
+//! "lifts" the call and its return out of the list and starts again from the head; at a
+//! return it has run out of candidates that could precede that operation's completion and
+//! backtracks. Operations with unknown outcomes are not in the list: each node asks
+//! [`unknowns`] for the few worth trying there, and tries them in time order among the
+//! list's calls.
 //!
 //! Engineering, all of it to keep a step free of allocation and cheap:
 //! * states are `u32` ids ([`Machine`]); the linearized set is a bitset with Zobrist hashes
@@ -32,8 +35,15 @@
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
 
+mod lists;
+mod memo;
+mod unknowns;
+
 use super::memory::MemoryGauge;
 use super::models::{Machine, Want};
+use lists::Lists;
+use memo::{Bits, Memo, node_hash, splitmix};
+use unknowns::{ANY, Unknowns, Wanted};
 
 /// An operation as the search sees it.
 #[derive(Debug, Clone, Copy)]
@@ -140,280 +150,20 @@ impl Limits<'_> {
 
 const NONE: u32 = u32::MAX;
 
-/// A bitset that knows its first word that is not all ones (`lo`) and one past its last
-/// non-zero word (`hi`), so that its canonical compressed form is `(lo, words[lo..hi])`.
-struct Bits {
-    words: Vec<u64>,
-    lo: usize,
-    hi: usize,
-}
-
-impl Bits {
-    fn new(n: usize) -> Self {
-        Bits {
-            words: vec![0; n.div_ceil(64)],
-            lo: 0,
-            hi: 0,
-        }
-    }
-
-    #[inline]
-    fn set(&mut self, i: u32) {
-        let w = (i >> 6) as usize;
-        self.words[w] |= 1u64 << (i & 63);
-        if w >= self.hi {
-            self.hi = w + 1;
-        }
-        if w == self.lo {
-            while self.lo < self.words.len() && self.words[self.lo] == u64::MAX {
-                self.lo += 1;
-            }
-        }
-    }
-
-    #[inline]
-    fn clear(&mut self, i: u32) {
-        let w = (i >> 6) as usize;
-        self.words[w] &= !(1u64 << (i & 63));
-        if w < self.lo {
-            self.lo = w;
-        }
-        if w + 1 == self.hi {
-            // Words below `lo` are all ones, so this stops at `lo` at the latest.
-            while self.hi > 0 && self.words[self.hi - 1] == 0 {
-                self.hi -= 1;
-            }
-        }
-    }
-
-    #[inline]
-    fn tail(&self) -> &[u64] {
-        &self.words[self.lo..self.hi.max(self.lo)]
-    }
-}
-
-/// One memoised search node.
-#[derive(Clone, Copy)]
-struct Node {
-    /// Hash of (all linearized operations, state).
-    hash: u64,
-    /// Hash of (linearized completed operations, state).
-    sub_hash: u64,
-    state: u32,
-    /// Next node in the same exact-lookup bucket.
-    next: u32,
-    /// Next finished node in the same subsumption bucket.
-    next_sub: u32,
-    ok_lo: u32,
-    ok_len: u32,
-    info_lo: u32,
-    info_len: u32,
-    offset: usize,
-}
-
-/// How many finished nodes a subsumption lookup compares at most. Pruning less is always
-/// sound; the cap keeps a lookup cheap when many sets of unknown operations share a bucket.
-const SUBSUMPTION_SCAN: usize = 24;
-
-/// The memo: every node entered, for exact lookups, and the nodes whose exploration finished
-/// (and failed), chained by (completed operations, state) for subsumption lookups.
-struct Memo {
-    buckets: Vec<u32>,
-    sub_buckets: Vec<u32>,
-    shift: u32,
-    nodes: Vec<Node>,
-    words: Vec<u64>,
-}
-
-impl Memo {
-    fn new() -> Self {
-        let bits = 12;
-        Memo {
-            buckets: vec![NONE; 1 << bits],
-            sub_buckets: vec![NONE; 1 << bits],
-            shift: 64 - bits,
-            nodes: Vec::new(),
-            words: Vec::new(),
-        }
-    }
-
-    fn bytes(&self) -> usize {
-        self.buckets.len() * 8
-            + self.nodes.capacity() * size_of::<Node>()
-            + self.words.capacity() * 8
-    }
-
-    #[inline]
-    fn bucket(&self, hash: u64) -> usize {
-        (hash.wrapping_mul(0x9E37_79B9_7F4A_7C15) >> self.shift) as usize
-    }
-
-    #[inline]
-    fn ok_words(&self, n: &Node) -> &[u64] {
-        &self.words[n.offset..n.offset + n.ok_len as usize]
-    }
-
-    #[inline]
-    fn info_words(&self, n: &Node) -> &[u64] {
-        let start = n.offset + n.ok_len as usize;
-        &self.words[start..start + n.info_len as usize]
-    }
-
-    /// Was exactly this node entered before?
-    #[inline]
-    fn contains(&self, hash: u64, state: u32, ok: &Bits, info: &Bits) -> bool {
-        let mut i = self.buckets[self.bucket(hash)];
-        while i != NONE {
-            let n = &self.nodes[i as usize];
-            if n.hash == hash
-                && n.state == state
-                && n.ok_lo as usize == ok.lo
-                && n.info_lo as usize == info.lo
-                && self.ok_words(n) == ok.tail()
-                && self.info_words(n) == info.tail()
-            {
-                return true;
-            }
-            i = n.next;
-        }
-        false
-    }
-
-    /// Did a node with the same completed operations and state, and a subset of these
-    /// unknown operations, fail?
-    #[inline]
-    fn subsumed(&self, sub_hash: u64, state: u32, ok: &Bits, info: &Bits) -> bool {
-        let mut i = self.sub_buckets[self.bucket(sub_hash)];
-        let mut scanned = 0;
-        while i != NONE && scanned < SUBSUMPTION_SCAN {
-            let n = &self.nodes[i as usize];
-            if n.sub_hash == sub_hash
-                && n.state == state
-                && n.ok_lo as usize == ok.lo
-                && self.ok_words(n) == ok.tail()
-                && subset(n.info_lo as usize, self.info_words(n), info)
-            {
-                return true;
-            }
-            scanned += 1;
-            i = n.next_sub;
-        }
-        false
-    }
-
-    /// The bytes the next [`Memo::insert`] of this node would allocate: vectors that are full
-    /// double, and a rehash allocates both bucket arrays anew while the old ones still live.
-    fn growth_of_insert(&self, ok: &Bits, info: &Bits) -> usize {
-        let mut bytes = 0;
-        if self.nodes.len() * 4 >= self.buckets.len() * 3 {
-            bytes += 2 * 2 * self.buckets.len() * size_of::<u32>();
-        }
-        if self.nodes.len() == self.nodes.capacity() {
-            bytes += self.nodes.capacity().max(4) * 2 * size_of::<Node>();
-        }
-        let words = ok.tail().len() + info.tail().len();
-        if self.words.len() + words > self.words.capacity() {
-            bytes += (self.words.capacity() * 2).max(self.words.len() + words) * 8;
-        }
-        bytes
-    }
-
-    fn insert(&mut self, hash: u64, sub_hash: u64, state: u32, ok: &Bits, info: &Bits) -> u32 {
-        if self.nodes.len() * 4 >= self.buckets.len() * 3 {
-            self.grow();
-        }
-        let offset = self.words.len();
-        self.words.extend_from_slice(ok.tail());
-        self.words.extend_from_slice(info.tail());
-        let b = self.bucket(hash);
-        let id = self.nodes.len() as u32;
-        self.nodes.push(Node {
-            hash,
-            sub_hash,
-            state,
-            next: self.buckets[b],
-            next_sub: NONE,
-            ok_lo: ok.lo as u32,
-            ok_len: ok.tail().len() as u32,
-            info_lo: info.lo as u32,
-            info_len: info.tail().len() as u32,
-            offset,
-        });
-        self.buckets[b] = id;
-        id
-    }
-
-    /// Records that node `id` was explored and failed.
-    fn finish(&mut self, id: u32) {
-        let b = self.bucket(self.nodes[id as usize].sub_hash);
-        self.nodes[id as usize].next_sub = self.sub_buckets[b];
-        self.sub_buckets[b] = id;
-    }
-
-    fn grow(&mut self) {
-        let bits = 64 - self.shift + 1;
-        self.shift = 64 - bits;
-        // Keep the subsumption chains' order (newest first) by relinking oldest first.
-        let finished: Vec<u32> = {
-            let mut f = Vec::new();
-            for &head in &self.sub_buckets {
-                let mut i = head;
-                while i != NONE {
-                    f.push(i);
-                    i = self.nodes[i as usize].next_sub;
-                }
-            }
-            f.sort_unstable();
-            f
-        };
-        self.buckets = vec![NONE; 1 << bits];
-        self.sub_buckets = vec![NONE; 1 << bits];
-        for id in 0..self.nodes.len() {
-            let b = self.bucket(self.nodes[id].hash);
-            self.nodes[id].next = self.buckets[b];
-            self.buckets[b] = id as u32;
-        }
-        for id in finished {
-            self.finish(id);
-        }
-    }
-}
-
-/// Is the stored set `(lo, tail)` a subset of `cur`?
-#[inline]
-fn subset(lo: usize, tail: &[u64], cur: &Bits) -> bool {
-    if cur.lo < lo {
-        // The stored set has all of words ..lo; `cur` misses a bit in one of them.
-        return false;
-    }
-    tail.iter()
-        .enumerate()
-        .all(|(k, &w)| w & !cur.words[lo + k] == 0)
-}
-
-fn splitmix(state: &mut u64) -> u64 {
-    *state = state.wrapping_add(0x9E37_79B9_7F4A_7C15);
-    let mut z = *state;
-    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-    z ^ (z >> 31)
-}
-
-#[inline]
-fn node_hash(z_ok: u64, state: u32) -> u64 {
-    z_ok ^ (u64::from(state) + 1).wrapping_mul(0xD6E8_FEB8_6659_FD93)
-}
-
 struct Frame {
+    /// The call entry of the operation linearized.
     entry: u32,
+    /// The state before it.
     state: u32,
     node: u32,
     /// A read forced as the only child worth trying.
     forced: bool,
-    /// Tried first, out of list order: the node's other children are tried from the head.
-    priority: bool,
     /// The operation has an unknown outcome.
     info: bool,
+    /// Where the parent's candidates go on when this child fails: the next list entry and
+    /// the next of the parent's unknown candidates.
+    resume_entry: u32,
+    resume_unknown: u32,
 }
 
 /// Searches for a linearization of `ops` under `machine`.
@@ -436,15 +186,17 @@ pub(crate) fn search<M: Machine>(
     }
     events.sort_unstable();
 
-    // Entry 0 is the head sentinel, 2n+1 the tail sentinel.
+    // Entry 0 is the head sentinel, 2n+1 the tail sentinel. Entries are numbered in time
+    // order, and only completed operations are linked into the list: unknown ones are reached
+    // through `Unknowns` (see there why).
     let tail = (2 * n + 1) as u32;
-    let mut next: Vec<u32> = (1..=tail + 1).collect();
-    let mut prev: Vec<u32> = (0..=tail).map(|i| i.wrapping_sub(1)).collect();
-    next[tail as usize] = NONE;
+    let mut next = vec![NONE; 2 * n + 2];
+    let mut prev = vec![NONE; 2 * n + 2];
     let mut entry_op = vec![NONE; 2 * n + 2];
     // For a call entry, its return entry; NONE for returns.
     let mut partner = vec![NONE; 2 * n + 2];
     let mut call_entry = vec![0u32; n];
+    let mut last = 0u32;
     for (k, &(_, kind, op)) in events.iter().enumerate() {
         let e = (k + 1) as u32;
         entry_op[e as usize] = op;
@@ -453,7 +205,14 @@ pub(crate) fn search<M: Machine>(
         } else {
             partner[call_entry[op as usize] as usize] = e;
         }
+        if !ops[op as usize].info {
+            next[last as usize] = e;
+            prev[e as usize] = last;
+            last = e;
+        }
     }
+    next[last as usize] = tail;
+    prev[tail as usize] = last;
 
     // Bit positions: completed operations in order of return, which keeps the linearized set
     // a run of ones plus a short window; unknown operations in their own set, by invocation.
@@ -480,73 +239,25 @@ pub(crate) fn search<M: Machine>(
     // Producer classes, each with its operations in order of invocation and a cursor at the
     // first one not linearized: "can anything of class c still come before time t?" is then
     // one comparison.
-    let n_classes = machine.classes() as usize;
-    let mut class_of = vec![NONE; n];
-    let mut class_start = vec![0u32; n_classes + 1];
-    for op in 0..n as u32 {
-        if let Some(c) = machine.producer_class(op) {
-            class_of[op as usize] = c;
-            class_start[c as usize + 1] += 1;
-        }
-    }
-    for c in 0..n_classes {
-        class_start[c + 1] += class_start[c];
-    }
-    let mut class_list = vec![0u32; class_start[n_classes] as usize];
-    let mut class_pos = vec![0u32; n];
-    {
-        let mut fill = class_start.clone();
-        let mut by_invoke: Vec<u32> = (0..n as u32)
-            .filter(|&o| class_of[o as usize] != NONE)
-            .collect();
-        by_invoke.sort_by_key(|&o| ops[o as usize].invoke);
-        for o in by_invoke {
-            let c = class_of[o as usize] as usize;
-            class_pos[o as usize] = fill[c];
-            class_list[fill[c] as usize] = o;
-            fill[c] += 1;
-        }
-    }
-    let mut class_cursor: Vec<u32> = class_start[..n_classes].to_vec();
-    let mut linearized = vec![false; n];
-
-    // Twins (unknown operations with the same step) are linearized in order of invocation
-    // only. Sound and complete by exchange: they all return at +infinity and act alike, so
-    // in any linearization the ones used can be swapped for the earliest-invoked ones, in
-    // invocation order, and each still takes effect after its invocation. Without this, k
-    // timed-out writes of values nobody reads open k ways to do the same thing at every node.
-    let n_twins = ops
+    let by_call: Vec<u32> = events
         .iter()
-        .filter(|o| o.twin != NO_TWIN)
-        .map(|o| o.twin as usize + 1)
-        .max()
-        .unwrap_or(0);
-    let mut twin_members: Vec<Vec<u32>> = vec![Vec::new(); n_twins];
-    for &(_, kind, op) in &events {
-        let t = ops[op as usize].twin;
-        if kind == 0 && t != NO_TWIN {
-            twin_members[t as usize].push(op);
-        }
-    }
-    let mut twin_cursor = vec![0usize; n_twins];
-    // Only the next twin of each class is in the list: the others are parked (unlinked) and
-    // come in one at a time, as the one before is linearized, so no scan walks over them.
-    for members in &twin_members {
-        for &op in members.iter().skip(1) {
-            let x = call_entry[op as usize] as usize;
-            let (p, q) = (prev[x], next[x]);
-            next[p as usize] = q;
-            prev[q as usize] = p;
-        }
-    }
-    // Blank writes in order of invocation, and how many are linearized: with two or more
-    // they are twins, linearized in that order, so the next one is `blanks[blank_cursor]`.
-    let blanks: Vec<u32> = events
-        .iter()
-        .filter(|&&(_, kind, op)| kind == 0 && ops[op as usize].blank)
+        .filter(|e| e.1 == 0)
         .map(|&(_, _, op)| op)
         .collect();
-    let mut blank_cursor = 0usize;
+    let n_classes = machine.classes() as usize;
+    let class_of: Vec<u32> = (0..n as u32)
+        .map(|op| machine.producer_class(op).unwrap_or(NONE))
+        .collect();
+    let mut producers = Lists::new(
+        n,
+        n_classes,
+        by_call
+            .iter()
+            .filter(|&&op| class_of[op as usize] != NONE)
+            .map(|&op| (op, class_of[op as usize])),
+    );
+    let mut unknowns = Unknowns::new(ops, machine, &by_call);
+    let mut linearized = vec![false; n];
 
     let mut ok_bits = Bits::new(n_ok as usize);
     let mut info_bits = Bits::new(n_info as usize);
@@ -555,32 +266,19 @@ pub(crate) fn search<M: Machine>(
     let use_subsumption = n_info > 0;
     let mut memo = Memo::new();
     let mut frames: Vec<Frame> = Vec::with_capacity(n);
-    let mut best: Option<Failure> = None;
+    // The deepest failure so far, and the entry its pending operations were taken up to.
+    let mut best: Option<(Failure, u32)> = None;
 
-    // Per node on the current path (index: depth), the range of `wanted` holding what its
-    // window's operations want from an unknown operation: a class, or GROUP|group for any.
-    const GROUP: u32 = 1 << 31;
-    let mut wanted: Vec<u32> = Vec::new();
-    // (start, end) in `wanted`, and the node's first return entry: the end of its window.
-    let mut wanted_at: Vec<(usize, usize, u32)> = Vec::with_capacity(n + 1);
-    // Membership in the current node's range, in O(1): `mark[slot] == stamp`. A new stamp
-    // each time a node's range is built, or is current again after a backtrack.
+    // What a node's window wants from an unknown operation (scratch, rebuilt per node), and
+    // per node on the current path (index: depth) its range of `candidates`: the unknown
+    // operations worth trying there.
     let n_groups = (0..n as u32)
         .map(|op| machine.group(op))
         .max()
-        .map_or(0, |g| g + 1);
-    let slot = |w: u32| -> usize {
-        if w & GROUP != 0 {
-            n_classes + (w & !GROUP) as usize
-        } else {
-            w as usize
-        }
-    };
-    let mut mark = vec![0u32; n_classes + n_groups as usize];
-    let mut stamp = 0u32;
-    let info_class: Vec<u32> = (0..n as u32)
-        .map(|op| machine.producer_class(op).unwrap_or(NONE))
-        .collect();
+        .map_or(0, |g| g as usize + 1);
+    let mut wanted = Wanted::new(n_classes, n_groups);
+    let mut candidates: Vec<u32> = Vec::new();
+    let mut candidates_at: Vec<(u32, u32)> = Vec::with_capacity(n + 1);
 
     let urgent_first = machine.urgent_first();
     let mut state = machine.init();
@@ -589,6 +287,7 @@ pub(crate) fn search<M: Machine>(
         return SearchResult::Linearizable;
     }
     let mut entry = next[0];
+    let mut next_unknown = 0u32;
     // True when the search has just entered a node and not yet scanned it.
     let mut fresh = true;
     let mut ticks: u64 = 0;
@@ -620,10 +319,12 @@ pub(crate) fn search<M: Machine>(
             .filter(|f| f.info)
             .map(|f| (f.state, entry_op[f.entry as usize]));
 
-        // The candidate to try: a forced read, the call entry at `entry`, or none (backtrack).
+        // The candidate to try: a forced read, the next of the list's call entries and the
+        // node's unknown candidates (in time order), or none (backtrack).
         let mut candidate = None;
         let mut forced = false;
-        let mut priority = false;
+        // Where this node's candidates go on if the one tried fails.
+        let mut resume = (entry, next_unknown);
         if fresh {
             fresh = false;
             // A read-only operation that fits the current state can go first: any completion
@@ -635,37 +336,23 @@ pub(crate) fn search<M: Machine>(
             // class of operations runs, when no operation of that class that is still to be
             // linearized was invoked before the operation returned.
             let depth = frames.len();
-            wanted_at.truncate(depth);
-            let start = wanted_at.last().map_or(0, |w| w.1);
-            wanted.truncate(start);
-            stamp += 1;
+            candidates_at.truncate(depth);
+            let start = candidates_at.last().map_or(0, |r| r.1);
+            candidates.truncate(start as usize);
+            wanted.clear();
             let mut e = next[0];
             let mut dead = None;
             while partner[e as usize] != NONE {
                 let op = entry_op[e as usize];
                 match machine.wants(state, op) {
                     Want::Nothing => {}
-                    Want::Class(c) => {
-                        if mark[slot(c)] != stamp {
-                            mark[slot(c)] = stamp;
-                            wanted.push(c);
-                        }
-                    }
-                    Want::Any => {
-                        let g = GROUP | machine.group(op);
-                        if mark[slot(g)] != stamp {
-                            mark[slot(g)] = stamp;
-                            wanted.push(g);
-                        }
-                    }
+                    Want::Class(c) => wanted.add(c),
+                    Want::Any => wanted.add(ANY | machine.group(op)),
                 }
                 if let Some(c) = machine.needs(state, op) {
-                    let cur = class_cursor[c as usize];
-                    let next_producer = if cur < class_start[c as usize + 1] {
-                        ops[class_list[cur as usize] as usize].invoke
-                    } else {
-                        u64::MAX
-                    };
+                    let next_producer = producers
+                        .next(c)
+                        .map_or(u64::MAX, |p| ops[p as usize].invoke);
                     if next_producer > ops[op as usize].ret {
                         dead = Some(op);
                         break;
@@ -682,16 +369,37 @@ pub(crate) fn search<M: Machine>(
                 }
                 e = next[e as usize];
             }
-            wanted_at.push((start, wanted.len(), e));
+            if dead.is_none() && !forced {
+                let node = unknowns::Node {
+                    state,
+                    window_end: e,
+                    call_entry: &call_entry,
+                    linearized: &linearized,
+                    producers: &producers,
+                };
+                match after_unknown {
+                    None => {
+                        unknowns.worth_trying(ops, machine, &node, &mut wanted, &mut candidates)
+                    }
+                    Some((_, w)) => unknowns.after_unknown(ops, machine, &node, w, &mut candidates),
+                }
+            }
+            candidates_at.push((start, candidates.len() as u32));
             entry = next[0];
+            next_unknown = start;
+            resume = (entry, next_unknown);
             if let Some(op) = dead {
-                if best.as_ref().is_none_or(|f| frames.len() > f.prefix.len()) {
+                if best
+                    .as_ref()
+                    .is_none_or(|f| frames.len() > f.0.prefix.len())
+                {
                     let mut r = e;
                     while partner[r as usize] != NONE {
                         r = next[r as usize];
                     }
-                    best = Some(failure_at(
-                        &frames, &entry_op, &partner, &next, r, op, state,
+                    best = Some((
+                        failure_at(&frames, &entry_op, &partner, &next, r, op, state),
+                        r,
                     ));
                 }
                 candidate = None;
@@ -707,60 +415,53 @@ pub(crate) fn search<M: Machine>(
                 // is what the linearization of a real history nearly always does next.
                 let urgent = entry_op[e as usize];
                 let pick = match machine.needs(state, urgent) {
-                    Some(c) => {
-                        let cur = class_cursor[c as usize];
-                        (cur < class_start[c as usize + 1])
-                            .then(|| class_list[cur as usize])
-                            .filter(|&p| call_entry[p as usize] < e)
-                    }
+                    Some(c) => producers.next(c).filter(|&p| call_entry[p as usize] < e),
                     None => (!read_only[urgent as usize]).then_some(urgent),
                 };
                 if let Some(p) = pick.filter(|&p| !ops[p as usize].info)
                     && let Some(s) = machine.step(state, p)
                 {
                     candidate = Some((call_entry[p as usize], s));
-                    priority = true;
                 }
             }
         }
-        let ret = partner[entry as usize];
-        if candidate.is_none() && !forced && ret != NONE {
-            let op = entry_op[entry as usize];
-            debug_assert!({
-                let t = ops[op as usize].twin;
-                t == NO_TWIN || twin_members[t as usize][twin_cursor[t as usize]] == op
-            });
-            if ops[op as usize].info && after_unknown.is_none() {
-                // An unknown operation is only worth placing here if something pending may
-                // need it right after (see `needs_unknown`).
-                let window_end = wanted_at[frames.len()].2;
-                let wants = |w: u32| mark[slot(w)] == stamp;
-                let c = info_class[op as usize];
-                // An unknown write wanted only as "any change" (a CAS whose compare must fail)
-                // gives way to a blank write, when one is available: [w, x] can become
-                // [blank, x, w], which ends in the same state, w still after its invocation.
-                let blank_ready = blanks
-                    .get(blank_cursor)
-                    .is_some_and(|&b| call_entry[b as usize] < window_end);
-                let any_change = wants(GROUP | machine.group(op))
-                    && !(ops[op as usize].unknown_write && !ops[op as usize].blank && blank_ready);
-                let useful = (c != NONE && wants(c)) || any_change;
-                if !useful {
-                    entry = next[entry as usize];
-                    continue;
+        if candidate.is_none() && !forced {
+            let end = candidates_at[frames.len()].1;
+            let list_call = (partner[entry as usize] != NONE).then_some(entry);
+            let unknown_call = (next_unknown < end)
+                .then(|| call_entry[candidates[next_unknown as usize] as usize]);
+            match (list_call, unknown_call) {
+                (Some(e), u) if u.is_none_or(|u| e < u) => {
+                    let op = entry_op[e as usize];
+                    resume = (next[e as usize], next_unknown);
+                    candidate = match after_unknown {
+                        None => machine.step(state, op),
+                        Some((before, w)) => needs_unknown(machine, before, state, w, op),
+                    }
+                    .map(|s| (e, s));
+                    if candidate.is_none() {
+                        entry = resume.0;
+                        continue;
+                    }
                 }
-            }
-            candidate = match after_unknown {
-                None => machine.step(state, op),
-                Some((before, w)) => needs_unknown(machine, before, state, w, op),
-            }
-            // An unknown operation that would change nothing here (a CAS whose compare
-            // fails) may as well come later or never: [w, x] with w a no-op is [x].
-            .filter(|&s| !(ops[op as usize].info && s == state))
-            .map(|s| (entry, s));
-            if candidate.is_none() {
-                entry = next[entry as usize];
-                continue;
+                (_, Some(e)) => {
+                    let op = candidates[next_unknown as usize];
+                    next_unknown += 1;
+                    resume = (entry, next_unknown);
+                    candidate = match after_unknown {
+                        None => machine.step(state, op),
+                        Some((before, w)) => needs_unknown(machine, before, state, w, op),
+                    }
+                    // An unknown operation that would change nothing here (a CAS whose compare
+                    // fails) may as well come later or never: [w, x] with w a no-op is [x].
+                    .filter(|&s| s != state)
+                    .map(|s| (e, s));
+                    if candidate.is_none() {
+                        continue;
+                    }
+                }
+                // At a return, with no unknown candidate left.
+                _ => {}
             }
         }
 
@@ -802,47 +503,24 @@ pub(crate) fn search<M: Machine>(
                     state,
                     node,
                     forced,
-                    priority,
                     info,
+                    resume_entry: resume.0,
+                    resume_unknown: resume.1,
                 });
                 state = new_state;
                 z_ok = z_new;
                 z_all = z_all_new;
-                if !info {
-                    remaining_ok -= 1;
-                }
                 linearized[op as usize] = true;
-                blank_cursor += usize::from(ops[op as usize].blank);
-                let c = class_of[op as usize];
-                if c != NONE && class_cursor[c as usize] == class_pos[op as usize] {
-                    let end = class_start[c as usize + 1];
-                    let cur = &mut class_cursor[c as usize];
-                    while *cur < end && linearized[class_list[*cur as usize] as usize] {
-                        *cur += 1;
-                    }
-                }
-                // Lift the call and its return out of the list.
-                for x in [e, partner[e as usize]] {
-                    let (p, q) = (prev[x as usize], next[x as usize]);
-                    next[p as usize] = q;
-                    prev[q as usize] = p;
-                }
-                // The next twin comes in, at its place in time order: after e's old
-                // neighbour, which is still in the list, past entries invoked before it.
-                let t = ops[op as usize].twin;
-                if t != NO_TWIN {
-                    twin_cursor[t as usize] += 1;
-                    if let Some(&twin) = twin_members[t as usize].get(twin_cursor[t as usize]) {
-                        let x = call_entry[twin as usize];
-                        let mut q = prev[e as usize];
-                        while next[q as usize] < x {
-                            q = next[q as usize];
-                        }
-                        let r = next[q as usize];
-                        next[x as usize] = r;
-                        prev[x as usize] = q;
-                        prev[r as usize] = x;
-                        next[q as usize] = x;
+                producers.linearized(op, &linearized);
+                if info {
+                    unknowns.linearized(ops, op, &linearized);
+                } else {
+                    remaining_ok -= 1;
+                    // Lift the call and its return out of the list.
+                    for x in [e, partner[e as usize]] {
+                        let (p, q) = (prev[x as usize], next[x as usize]);
+                        next[p as usize] = q;
+                        prev[q as usize] = p;
                     }
                 }
                 // Operations with unknown outcomes still pending may all go last, which is
@@ -858,12 +536,8 @@ pub(crate) fn search<M: Machine>(
             } else {
                 ok_bits.clear(b);
             }
-            if priority {
-                entry = next[0];
-                continue;
-            }
             if !forced {
-                entry = next[e as usize];
+                (entry, next_unknown) = resume;
                 continue;
             }
             // A forced read leads to a node known to fail: so does this one.
@@ -871,10 +545,14 @@ pub(crate) fn search<M: Machine>(
             // A dead node: backtrack.
         } else {
             // At a return: nothing pending can be linearized before this operation completes.
-            if best.as_ref().is_none_or(|f| frames.len() > f.prefix.len()) {
+            if best
+                .as_ref()
+                .is_none_or(|f| frames.len() > f.0.prefix.len())
+            {
                 let blocked = entry_op[entry as usize];
-                best = Some(failure_at(
-                    &frames, &entry_op, &partner, &next, entry, blocked, state,
+                best = Some((
+                    failure_at(&frames, &entry_op, &partner, &next, entry, blocked, state),
+                    entry,
                 ));
             }
         }
@@ -883,21 +561,25 @@ pub(crate) fn search<M: Machine>(
         // forced read means its parent failed too.
         loop {
             let Some(frame) = frames.pop() else {
-                return SearchResult::NotLinearizable(best.unwrap_or_else(|| {
+                let (mut failure, stop) = best.unwrap_or_else(|| {
                     let mut r = next[0];
                     while partner[r as usize] != NONE {
                         r = next[r as usize];
                     }
-                    failure_at(
-                        &frames,
-                        &entry_op,
-                        &partner,
-                        &next,
+                    let blocked = entry_op[r as usize];
+                    (
+                        failure_at(&frames, &entry_op, &partner, &next, r, blocked, state),
                         r,
-                        entry_op[r as usize],
-                        state,
                     )
-                }));
+                });
+                // The list holds completed operations only: add the unknown ones pending.
+                failure
+                    .pending
+                    .extend(unknowns.pending(&call_entry, stop, &failure.prefix));
+                failure
+                    .pending
+                    .sort_unstable_by_key(|&op| call_entry[op as usize]);
+                return SearchResult::NotLinearizable(failure);
             };
             if use_subsumption && frame.node != NONE {
                 memo.finish(frame.node);
@@ -905,50 +587,26 @@ pub(crate) fn search<M: Machine>(
             let e = frame.entry;
             let op = entry_op[e as usize];
             z_all ^= zobrist[op as usize];
+            state = frame.state;
+            linearized[op as usize] = false;
+            producers.undone(op);
             if frame.info {
                 info_bits.clear(bit[op as usize]);
+                unknowns.undone(ops, op);
             } else {
                 ok_bits.clear(bit[op as usize]);
                 z_ok ^= zobrist[op as usize];
                 remaining_ok += 1;
-            }
-            state = frame.state;
-            linearized[op as usize] = false;
-            let t = ops[op as usize].twin;
-            if t != NO_TWIN {
-                // Park the twin that came in with it (undone in reverse order, so its
-                // neighbours are the ones it was inserted between).
-                if let Some(&twin) = twin_members[t as usize].get(twin_cursor[t as usize]) {
-                    let x = call_entry[twin as usize] as usize;
-                    let (p, q) = (prev[x], next[x]);
-                    next[p as usize] = q;
-                    prev[q as usize] = p;
+                // Unlift in the reverse order of the lift.
+                for x in [partner[e as usize], e] {
+                    let (p, q) = (prev[x as usize], next[x as usize]);
+                    next[p as usize] = x;
+                    prev[q as usize] = x;
                 }
-                twin_cursor[t as usize] -= 1;
-            }
-            blank_cursor -= usize::from(ops[op as usize].blank);
-            let c = class_of[op as usize];
-            if c != NONE && class_pos[op as usize] < class_cursor[c as usize] {
-                class_cursor[c as usize] = class_pos[op as usize];
-            }
-            // Unlift in the reverse order of the lift.
-            for x in [partner[e as usize], e] {
-                let (p, q) = (prev[x as usize], next[x as usize]);
-                next[p as usize] = x;
-                prev[q as usize] = x;
             }
             if !frame.forced {
-                entry = if frame.priority {
-                    next[0]
-                } else {
-                    next[e as usize]
-                };
-                // This node's range is current again.
-                stamp += 1;
-                let (a, b, _) = wanted_at[frames.len()];
-                for &w in &wanted[a..b] {
-                    mark[slot(w)] = stamp;
-                }
+                entry = frame.resume_entry;
+                next_unknown = frame.resume_unknown;
                 break;
             }
         }
