@@ -7,10 +7,9 @@
 mod apiserver;
 #[path = "support/chart.rs"]
 mod chart;
-#[path = "support/kv_service.rs"]
-mod kv_service;
 #[path = "support/operator.rs"]
 mod operator;
+mod support;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -26,40 +25,105 @@ fn chaoses(cluster: &Cluster) -> Api<Chaos> {
     Api::namespaced(cluster.server.client(), NAMESPACE)
 }
 
+/// A `redis-server` of the test's own on loopback, stopped when dropped.
+struct RedisServer {
+    port: u16,
+    child: std::process::Child,
+}
+
+impl RedisServer {
+    fn start() -> Self {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let child = std::process::Command::new("redis-server")
+            .args(["--bind", "127.0.0.1", "--port", &port.to_string()])
+            .args(["--save", "", "--appendonly", "no", "--dir", "/tmp"])
+            .stdout(std::process::Stdio::null())
+            .spawn()
+            .expect("redis-server starts");
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "redis-server never listened"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        RedisServer { port, child }
+    }
+}
+
+impl Drop for RedisServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Forwards every connection to Redis on `port`, holding back every third answer for
+/// 300 ms.
+async fn slow_proxy(listener: tokio::net::TcpListener, port: u16) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let answers = Arc::new(std::sync::atomic::AtomicU64::new(0));
+    while let Ok((client, _)) = listener.accept().await {
+        let Ok(server) = tokio::net::TcpStream::connect(("127.0.0.1", port)).await else {
+            continue;
+        };
+        let answers = Arc::clone(&answers);
+        tokio::spawn(async move {
+            let (mut client_read, mut client_write) = client.into_split();
+            let (mut server_read, mut server_write) = server.into_split();
+            tokio::spawn(async move {
+                let _ = tokio::io::copy(&mut client_read, &mut server_write).await;
+            });
+            let mut buf = vec![0u8; 64 * 1024];
+            while let Ok(n) = server_read.read(&mut buf).await {
+                if n == 0 {
+                    return;
+                }
+                let k = answers.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                if k.is_multiple_of(3) {
+                    tokio::time::sleep(Duration::from_millis(300)).await;
+                }
+                if client_write.write_all(&buf[..n]).await.is_err() {
+                    return;
+                }
+            }
+        });
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn deleting_a_chaos_while_its_history_is_checked_cancels_the_check_and_the_runner_exits() {
     let cluster = Cluster::start(ClusterOptions::default()).await;
     cluster.add_stateful_set("kv", 3, 30);
-    // One register behind every pod; one answer in four comes too late for the client and
-    // its write was lost: a history full of unknown outcomes that never took effect, which
-    // failed comparisons keep from being dropped — slow to check.
+    // One real Redis behind every pod, reached through a proxy that holds back one answer
+    // in three for 300 ms: the client gives up on it, though the append took effect. A
+    // single key's string with thousands of appends of unknown outcome, by 64 clients at
+    // once: slow to check, whatever the checker learns about registers.
+    support::require(
+        "deleting_a_chaos_while_its_history_is_checked",
+        &["redis-server"],
+    );
+    let redis = RedisServer::start();
     let listener = tokio::net::TcpListener::bind("0.0.0.0:0").await.unwrap();
     let port = listener.local_addr().unwrap().port();
-    tokio::spawn(kv_service::serve(
-        listener,
-        kv_service::Store::default(),
-        kv_service::Lateness {
-            percent: 35,
-            by: Duration::from_millis(300),
-            lose_late_writes: true,
-        },
-    ));
+    tokio::spawn(slow_proxy(listener, redis.port));
     let (_ctx, _stop, controller) = cluster.controller(BlastRadius::default());
     let spec = format!(
         r#"target: {{statefulSet: kv}}
 duration: 8s
 workload:
-  client: http
-  model: cas-register
+  client: redis
+  model: kv
   port: {port}
   keys: 1
   concurrency: 64
   rate: 2000
   timeout: 100ms
-  http:
-    read: {{method: GET, path: "/kv/{{key}}", valuePointer: /value}}
-    write: {{method: PUT, path: "/kv/{{key}}", body: '{{"value": "{{value}}"}}'}}
-    cas: {{method: POST, path: "/kv/{{key}}/cas", body: '{{"expect": "{{expected}}", "value": "{{value}}"}}', successStatus: [200], mismatchStatus: [409]}}
 assertions: {{consistency: linearizable}}
 "#
     );
