@@ -272,6 +272,14 @@ impl KeyMachine {
         id
     }
 
+    /// [`KeyMachine::intern`] of a borrowed value: copied only when it is new.
+    fn intern_ref(&mut self, v: &Value) -> u32 {
+        match self.ids.get(v) {
+            Some(&id) => id,
+            None => self.intern(v.clone()),
+        }
+    }
+
     pub(crate) fn value(&self, id: u32) -> &Value {
         &self.values[id as usize]
     }
@@ -334,7 +342,7 @@ impl KeyMachine {
         let kv = model == ModelKind::Kv;
         let id = |m: &mut Self, v: &Value| match v {
             Value::Nil if kv => m.intern(Value::Str(String::new())),
-            other => m.intern(other.clone()),
+            other => m.intern_ref(other),
         };
         match call {
             Call::Read { value } | Call::Get { value } => {

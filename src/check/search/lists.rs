@@ -55,6 +55,12 @@ impl Lists {
         }
     }
 
+    /// Whether no list has a member.
+    #[inline]
+    pub(super) fn is_empty(&self) -> bool {
+        self.items.is_empty()
+    }
+
     /// The list's members from its first one not linearized on (later ones may be).
     #[inline]
     pub(super) fn still_to_come(&self, list: u32) -> &[u32] {

@@ -89,8 +89,12 @@ pub(super) struct Memo {
 }
 
 impl Memo {
-    pub(super) fn new() -> Self {
-        let bits = 12;
+    /// A memo for a search over `ops` operations. A search that needs no backtracking enters
+    /// about one node per operation, so the table starts with room for that (at a load of
+    /// at most one half, up to 4,096 buckets) and doubles past it: a fixed large table cost
+    /// more than the whole search of a small part.
+    pub(super) fn new(ops: usize) -> Self {
+        let bits = (2 * ops).next_power_of_two().trailing_zeros().clamp(4, 12);
         Memo {
             buckets: vec![NONE; 1 << bits],
             sub_buckets: vec![NONE; 1 << bits],

@@ -256,7 +256,18 @@ pub(crate) fn search<M: Machine>(
             .filter(|&&op| class_of[op as usize] != NONE)
             .map(|&op| (op, class_of[op as usize])),
     );
-    let mut unknowns = Unknowns::new(ops, machine, &by_call);
+    // With no unknown operation nothing is ever wanted from one: the scan skips the wants
+    // and nothing per class or key is kept for them.
+    let has_unknowns = n_info > 0;
+    let n_groups = if has_unknowns {
+        (0..n as u32)
+            .map(|op| machine.group(op))
+            .max()
+            .map_or(0, |g| g as usize + 1)
+    } else {
+        0
+    };
+    let mut unknowns = Unknowns::new(ops, machine, &by_call, n_groups);
     let mut linearized = vec![false; n];
 
     let mut ok_bits = Bits::new(n_ok as usize);
@@ -264,7 +275,7 @@ pub(crate) fn search<M: Machine>(
     let mut z_ok = 0u64;
     let mut z_all = 0u64;
     let use_subsumption = n_info > 0;
-    let mut memo = Memo::new();
+    let mut memo = Memo::new(n);
     let mut frames: Vec<Frame> = Vec::with_capacity(n);
     // The deepest failure so far, and the entry its pending operations were taken up to.
     let mut best: Option<(Failure, u32)> = None;
@@ -272,13 +283,9 @@ pub(crate) fn search<M: Machine>(
     // What a node's window wants from an unknown operation (scratch, rebuilt per node), and
     // per node on the current path (index: depth) its range of `candidates`: the unknown
     // operations worth trying there.
-    let n_groups = (0..n as u32)
-        .map(|op| machine.group(op))
-        .max()
-        .map_or(0, |g| g as usize + 1);
-    let mut wanted = Wanted::new(n_classes, n_groups);
+    let mut wanted = Wanted::new(if has_unknowns { n_classes } else { 0 }, n_groups);
     let mut candidates: Vec<u32> = Vec::new();
-    let mut candidates_at: Vec<(u32, u32)> = Vec::with_capacity(n + 1);
+    let mut candidates_at: Vec<(u32, u32)> = Vec::new();
 
     let urgent_first = machine.urgent_first();
     let mut state = machine.init();
@@ -344,10 +351,12 @@ pub(crate) fn search<M: Machine>(
             let mut dead = None;
             while partner[e as usize] != NONE {
                 let op = entry_op[e as usize];
-                match machine.wants(state, op) {
-                    Want::Nothing => {}
-                    Want::Class(c) => wanted.add(c),
-                    Want::Any => wanted.add(ANY | machine.group(op)),
+                if has_unknowns {
+                    match machine.wants(state, op) {
+                        Want::Nothing => {}
+                        Want::Class(c) => wanted.add(c),
+                        Want::Any => wanted.add(ANY | machine.group(op)),
+                    }
                 }
                 if let Some(c) = machine.needs(state, op) {
                     let next_producer = producers

@@ -31,7 +31,7 @@
 //! holds now, and its others.
 
 use super::lists::Lists;
-use super::{NO_TWIN, NONE, SearchOp};
+use super::{NO_TWIN, SearchOp};
 use crate::check::models::Machine;
 
 /// Marks a group (a key) rather than a class in the wanted set: "any change of this key".
@@ -92,8 +92,6 @@ pub(super) struct Unknowns {
     /// Per key g, list 2g: its unknown writes but the blank ones; 2g+1: its other unknown
     /// operations without a trigger.
     untriggered: Lists,
-    trigger_of: Vec<u32>,
-    group_of: Vec<u32>,
     /// Twins (see `SearchOp::twin`) are linearized in invocation order: per class, its members
     /// in that order and how many are linearized.
     twin_members: Vec<Vec<u32>>,
@@ -110,8 +108,15 @@ pub(super) struct Unknowns {
 }
 
 impl Unknowns {
-    /// `by_call`: every operation in order of its call entry.
-    pub(super) fn new<M: Machine>(ops: &[SearchOp], machine: &M, by_call: &[u32]) -> Self {
+    /// `by_call`: every operation in order of its call entry; `n_groups` bounds the groups
+    /// of every operation (a window may want a change of any key, not only of keys with
+    /// unknown operations).
+    pub(super) fn new<M: Machine>(
+        ops: &[SearchOp],
+        machine: &M,
+        by_call: &[u32],
+        n_groups: usize,
+    ) -> Self {
         let in_order: Vec<u32> = by_call
             .iter()
             .copied()
@@ -124,34 +129,22 @@ impl Unknowns {
         } else {
             machine.classes() as usize
         };
-        let group_of: Vec<u32> = (0..n as u32).map(|op| machine.group(op)).collect();
-        let n_groups = group_of.iter().max().map_or(0, |g| *g as usize + 1);
-        let trigger_of: Vec<u32> = (0..n as u32)
-            .map(|op| {
-                if ops[op as usize].info {
-                    machine.trigger(op).unwrap_or(NONE)
-                } else {
-                    NONE
-                }
-            })
-            .collect();
         let triggered = Lists::new(
             n,
             n_classes,
             in_order
                 .iter()
-                .filter(|&&op| trigger_of[op as usize] != NONE)
-                .map(|&op| (op, trigger_of[op as usize])),
+                .filter_map(|&op| machine.trigger(op).map(|t| (op, t))),
         );
         let untriggered = Lists::new(
             n,
-            2 * n_groups,
+            if n == 0 { 0 } else { 2 * n_groups },
             in_order
                 .iter()
-                .filter(|&&op| trigger_of[op as usize] == NONE && !ops[op as usize].blank)
+                .filter(|&&op| machine.trigger(op).is_none() && !ops[op as usize].blank)
                 .map(|&op| {
                     let o = &ops[op as usize];
-                    (op, 2 * group_of[op as usize] + u32::from(!o.unknown_write))
+                    (op, 2 * machine.group(op) + u32::from(!o.unknown_write))
                 }),
         );
         let n_twins = ops
@@ -175,8 +168,6 @@ impl Unknowns {
         Unknowns {
             triggered,
             untriggered,
-            trigger_of,
-            group_of,
             twin_cursor: vec![0; n_twins],
             twin_members,
             blanks,
@@ -244,12 +235,14 @@ impl Unknowns {
             let holding = machine.holding(node.state, g);
             // These fire here (on their trigger, or on anything), so they need no chain and
             // no step now: the search drops any that turns out to change nothing.
-            self.take(ops, machine, node, Source::Triggered(holding), None, out);
+            if !self.triggered.is_empty() {
+                self.take(ops, machine, node, Source::Triggered(holding), None, out);
+            }
             let blank = self
                 .blanks
                 .get(self.blank_cursor)
                 .copied()
-                .filter(|&b| self.group_of[b as usize] == g)
+                .filter(|&b| machine.group(b) == g)
                 .filter(|&b| node.call_entry[b as usize] < node.window_end);
             match blank {
                 Some(b) => self.offer(ops, machine, node, b, None, out),
@@ -277,10 +270,12 @@ impl Unknowns {
     ) {
         let start = out.len();
         self.stamp += 1;
-        let g = self.group_of[w as usize];
+        let g = machine.group(w);
         let holding = machine.holding(node.state, g);
         // No chains here: nothing is wanted on their behalf, and the search steps them.
-        self.take(ops, machine, node, Source::Triggered(holding), None, out);
+        if !self.triggered.is_empty() {
+            self.take(ops, machine, node, Source::Triggered(holding), None, out);
+        }
         self.take(
             ops,
             machine,
@@ -352,8 +347,7 @@ impl Unknowns {
                 out.push(op);
             }
             _ => {
-                let t = self.trigger_of[op as usize];
-                if t != NONE {
+                if let Some(t) = machine.trigger(op) {
                     wanted.add(t);
                 }
             }
