@@ -316,87 +316,286 @@ fn missing_namespace_and_bad_input_give_clear_errors() {
 
 const HELPER_ENV: &str = "SCHISM_TEST_FAULT_HOLDER";
 
-/// Not a test of its own: when the kill -9 test re-runs this binary with `HELPER_ENV` set, this
-/// function applies faults in the given namespace, reports READY and waits to be killed.
-#[test]
-fn helper_process_that_holds_faults_until_killed() {
-    let Ok(config) = std::env::var(HELPER_ENV) else {
-        return;
-    };
-    let mut parts = config.split(',');
-    let path = parts.next().unwrap();
-    let peer: std::net::Ipv4Addr = parts.next().unwrap().parse().unwrap();
-    let netns = dataplane::Netns::open(path).unwrap();
+/// What the fault holder works on: a namespace for the partition and the NFQUEUE delay, one
+/// for the tbf qdisc, a peer address, and a process to pause.
+struct HolderTargets {
+    delayed: String,
+    limited: String,
+    peer: std::net::Ipv4Addr,
+    paused: i32,
+}
+
+impl HolderTargets {
+    fn encode(&self, mode: &str, seed: u64) -> String {
+        format!(
+            "{mode},{},{},{},{},{seed}",
+            self.delayed, self.limited, self.peer, self.paused
+        )
+    }
+}
+
+/// Applies every kind of fault the guards cover, plus a partition.
+fn hold_faults(t: &HolderTargets, tag: &str, deadline: Instant) -> Vec<dataplane::AppliedFault> {
+    let delayed = dataplane::Netns::open(&t.delayed).unwrap();
+    let limited = dataplane::Netns::open(&t.limited).unwrap();
     let partition = dataplane::apply_partition(
-        &netns,
-        &id("held_cut"),
+        &delayed,
+        &id(&format!("{tag}_cut")),
         &PartitionSpec {
-            drop_peers: vec![peer],
+            drop_peers: vec![t.peer],
         },
         Instant::now() + Duration::from_secs(2),
     )
     .unwrap();
     let latency = dataplane::apply_latency(
-        &netns,
-        &id("held_slow"),
+        &delayed,
+        &id(&format!("{tag}_slow")),
         &LatencySpec {
             delay: Duration::from_millis(200),
             jitter: Duration::ZERO,
             from_peers: vec![],
             backend: Some(LatencyBackend::NfQueue),
         },
-        in_secs(600),
+        deadline,
     )
     .unwrap();
-    println!("READY");
-    std::thread::sleep(Duration::from_secs(600));
-    drop((partition, latency));
+    let bandwidth = dataplane::apply_bandwidth(
+        &limited,
+        &id(&format!("{tag}_narrow")),
+        &BandwidthSpec {
+            rate: "1mbit".parse().unwrap(),
+        },
+        deadline,
+    )
+    .unwrap();
+    let pause = dataplane::pause_process(
+        ProcessTarget::Pid(t.paused),
+        &id(&format!("{tag}_stop")),
+        deadline,
+    )
+    .unwrap();
+    vec![partition, latency, bandwidth, pause]
+}
+
+/// Not a test of its own: when a kill -9 test re-runs this binary with `HELPER_ENV` set, this
+/// function holds faults until it is killed. Mode `hold`: applies them once, reports READY
+/// and waits. Mode `cycle`: applies and heals them over and over at seeded intervals,
+/// reporting READY after the first round, so that a kill lands in any phase.
+#[test]
+fn helper_process_that_holds_faults_until_killed() {
+    let Ok(config) = std::env::var(HELPER_ENV) else {
+        return;
+    };
+    let parts: Vec<&str> = config.split(',').collect();
+    let targets = HolderTargets {
+        delayed: parts[1].to_string(),
+        limited: parts[2].to_string(),
+        peer: parts[3].parse().unwrap(),
+        paused: parts[4].parse().unwrap(),
+    };
+    let mut rng: u64 = parts[5].parse().unwrap();
+    let mut next = move |bound: u64| {
+        rng ^= rng << 13;
+        rng ^= rng >> 7;
+        rng ^= rng << 17;
+        rng % bound
+    };
+    match parts[0] {
+        "hold" => {
+            let faults = hold_faults(&targets, "held", in_secs(600));
+            println!("READY");
+            std::thread::sleep(Duration::from_secs(600));
+            drop(faults);
+        }
+        _ => {
+            for round in 0.. {
+                let faults = hold_faults(&targets, "cycled", in_secs(600));
+                if round == 0 {
+                    println!("READY");
+                }
+                std::thread::sleep(Duration::from_millis(next(40)));
+                assert!(dataplane::heal_all(faults).iter().all(Result::is_ok));
+                std::thread::sleep(Duration::from_millis(next(10)));
+            }
+        }
+    }
+}
+
+/// A namespace pair, a process to pause, and a way to start fault holders on them.
+struct HolderRig {
+    net: TestNet,
+    victim: std::process::Child,
+}
+
+impl HolderRig {
+    fn new() -> Self {
+        Self {
+            net: TestNet::new(3),
+            victim: Command::new("sleep").arg("600").spawn().unwrap(),
+        }
+    }
+
+    fn targets(&self) -> HolderTargets {
+        HolderTargets {
+            delayed: self.net.path(0),
+            limited: self.net.path(2),
+            peer: self.net.ips[1],
+            paused: self.victim.id() as i32,
+        }
+    }
+
+    fn start(&self, mode: &str, seed: u64) -> (Holder, Instant) {
+        let mut holder = Command::new(std::env::current_exe().unwrap())
+            .args([
+                "--exact",
+                "helper_process_that_holds_faults_until_killed",
+                "--nocapture",
+                "--test-threads=1",
+            ])
+            .env(HELPER_ENV, self.targets().encode(mode, seed))
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let started = Instant::now();
+        let mut lines = BufReader::new(holder.stdout.take().unwrap()).lines();
+        let holder = Holder(holder);
+        assert!(
+            lines.any(|line| line.unwrap().contains("READY")),
+            "helper did not get ready"
+        );
+        (holder, started)
+    }
+
+    /// What of the guarded faults is still in place: Schism's qdiscs, its NFQUEUE rules and
+    /// a stopped victim (nftables tables are left to their kernel timeouts).
+    fn guarded_leftovers(&self) -> Vec<String> {
+        let mut left = Vec::new();
+        for node in [0, 2] {
+            let qdiscs = self.net.exec(node, "tc", &["qdisc", "show"]);
+            for line in String::from_utf8_lossy(&qdiscs.stdout).lines() {
+                if line.contains(dataplane::QDISC_HANDLE) {
+                    left.push(format!("n{node}: {line}"));
+                }
+            }
+            let rules = self
+                .net
+                .exec(node, "iptables", &["-w", "-t", "mangle", "-S"]);
+            for line in String::from_utf8_lossy(&rules.stdout).lines() {
+                if line.contains(dataplane::RULE_COMMENT_PREFIX) {
+                    left.push(format!("n{node}: {line}"));
+                }
+            }
+        }
+        if process_state(self.victim.id()) == Some('T') {
+            left.push(format!("process {} is still stopped", self.victim.id()));
+        }
+        left
+    }
+
+    fn wait_until_clean(&self, limit: Duration) -> Vec<String> {
+        let start = Instant::now();
+        loop {
+            let left = self.guarded_leftovers();
+            if left.is_empty() || start.elapsed() > limit {
+                return left;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
+/// A running fault holder, killed if a test fails before killing it.
+struct Holder(std::process::Child);
+
+impl Holder {
+    fn kill(&mut self) {
+        self.0.kill().unwrap();
+        self.0.wait().unwrap();
+    }
+}
+
+impl Drop for Holder {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+impl Drop for HolderRig {
+    fn drop(&mut self) {
+        let _ = self.victim.kill();
+        let _ = self.victim.wait();
+    }
 }
 
 #[test]
-fn sigkill_of_the_fault_holder_leaves_traffic_flowing_after_the_deadline_and_reap_cleans_up() {
+fn sigkill_of_the_fault_holder_undoes_every_fault_with_no_further_command() {
     require("kill -9 of fault holder", NET_TOOLS);
-    let net = TestNet::new(2);
-    let mut holder = Command::new(std::env::current_exe().unwrap())
-        .args([
-            "--exact",
-            "helper_process_that_holds_faults_until_killed",
-            "--nocapture",
-            "--test-threads=1",
-        ])
-        .env(HELPER_ENV, format!("{},{}", net.path(0), net.ips[1]))
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let applied_at = Instant::now();
-    let mut lines = BufReader::new(holder.stdout.take().unwrap()).lines();
+    let rig = HolderRig::new();
+    let (mut holder, applied_at) = rig.start("hold", 1);
     assert!(
-        lines.any(|line| line.unwrap().contains("READY")),
-        "helper did not get ready"
-    );
-    assert!(
-        net.unreachable(1, 0),
+        rig.net.unreachable(1, 0),
         "partition is active while the holder runs"
     );
+    // The NFQUEUE rule, the tbf qdisc and the stopped process.
+    let held = rig.guarded_leftovers();
+    assert_eq!(held.len(), 3, "{held:?}");
 
-    holder.kill().unwrap();
-    holder.wait().unwrap();
-    // The partition expires in the kernel; the orphaned NFQUEUE rule lets packets bypass.
+    holder.kill();
+    let killed_at = Instant::now();
+    // The qdisc, the NFQUEUE rule and the pause have guards, which act once their owner is
+    // gone; the deadlines (ten minutes away) are not waited for.
+    let left = rig.wait_until_clean(Duration::from_secs(3));
+    assert!(left.is_empty(), "left behind after the kill: {left:?}");
+    let undone_in = killed_at.elapsed();
+    assert!(undone_in < Duration::from_secs(3), "{undone_in:?}");
+    // The partition expires in the kernel.
     std::thread::sleep(
         (applied_at + Duration::from_millis(2600)).saturating_duration_since(Instant::now()),
     );
-    let (loss, rtt) = net.ping(1, net.ips[0], 5, "0.05");
+    let (loss, rtt) = rig.net.ping(1, rig.net.ips[0], 5, "0.05");
     assert_eq!(loss, 0.0, "traffic flows after the deadline without Schism");
     assert!(
         rtt.unwrap() < Duration::from_millis(50),
-        "no delay without the loop: {rtt:?}"
+        "no delay left: {rtt:?}"
     );
+    // What the reaper still finds is the partition's empty table, and nothing else.
+    let removed = dataplane::reap_netns(&rig.net.netns(0)).unwrap();
+    assert_eq!(
+        removed,
+        vec![ReapedItem::NftTable("schism_held_cut".into())],
+        "only inert leftovers"
+    );
+    assert!(dataplane::reap_netns(&rig.net.netns(2)).unwrap().is_empty());
+}
 
-    let removed = dataplane::reap_netns(&net.netns(0)).unwrap();
-    assert!(
-        removed.contains(&ReapedItem::NftTable("schism_held_cut".into())),
-        "{removed:?}"
-    );
-    assert!(removed.iter().any(|item| matches!(item, ReapedItem::IptablesRule(rule) if rule.contains("schism:held_slow"))), "{removed:?}");
-    assert!(dataplane::reap_netns(&net.netns(0)).unwrap().is_empty());
+/// The crash campaign for the data plane: a holder that applies and heals faults in a loop is
+/// killed at seeded moments (applying, holding, healing); each time, with no command after
+/// the kill, every guarded fault must be gone.
+#[test]
+fn sigkill_at_seeded_moments_of_apply_hold_and_heal_leaves_no_guarded_fault() {
+    require("crash campaign of the fault holder", NET_TOOLS);
+    let rig = HolderRig::new();
+    let mut rng: u64 = 0x5c15_2026;
+    let mut survived = 0;
+    const KILLS: usize = 20;
+    for kill in 0..KILLS {
+        rng = rng
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        let (mut holder, _) = rig.start("cycle", rng | 1);
+        let after = Duration::from_millis((rng >> 33) % 400);
+        std::thread::sleep(after);
+        holder.kill();
+        let left = rig.wait_until_clean(Duration::from_secs(3));
+        assert!(
+            left.is_empty(),
+            "kill {kill} ({after:?} after ready) left: {left:?}"
+        );
+        survived += 1;
+        // Partitions are left to their kernel timeouts; the next holder's tables have other
+        // names only by round, so clear the inert ones between kills.
+        let _ = dataplane::reap_netns(&rig.net.netns(0));
+    }
+    println!("fault holder: {survived} of {KILLS} kills survived, no guarded fault left");
 }

@@ -5,6 +5,7 @@ use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::Instant;
 
+use super::guard::Guard;
 use super::{DataPlaneError, LatencyBackend, RULE_COMMENT_PREFIX, TABLE_PREFIX};
 
 /// The identity of a fault, used in the names of everything it installs so several faults can
@@ -101,9 +102,23 @@ pub(crate) type Revert = Box<dyn FnMut() -> Result<(), DataPlaneError> + Send>;
 struct RevertSlot {
     revert: Mutex<Option<Revert>>,
     watchdog_failure: Mutex<Option<String>>,
+    /// The fault's dead-man process, disarmed once the fault is reverted here. While a revert
+    /// keeps failing it stays armed: at the deadline it tries once more itself.
+    guard: Mutex<Option<Guard>>,
 }
 
 impl RevertSlot {
+    fn disarm_guard(&self) {
+        let guard = self
+            .guard
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .take();
+        if let Some(guard) = guard {
+            guard.disarm();
+        }
+    }
+
     fn take(&self) -> Option<Revert> {
         self.revert
             .lock()
@@ -143,17 +158,21 @@ impl std::fmt::Debug for AppliedFault {
 }
 
 impl AppliedFault {
-    /// Wraps an applied fault and starts its watchdog.
+    /// Wraps an applied fault and starts its watchdog. `guard` is the fault's dead-man
+    /// process (see `guard`), started before the fault was applied so that no moment exists
+    /// where the fault is in place and nothing outside this process would undo it.
     pub(crate) fn new(
         id: FaultId,
         kind: FaultKind,
         target: String,
         deadline: Instant,
         revert: Revert,
+        guard: Option<Guard>,
     ) -> Self {
         let slot = Arc::new(RevertSlot {
             revert: Mutex::new(Some(revert)),
             watchdog_failure: Mutex::new(None),
+            guard: Mutex::new(guard),
         });
         let (stop, stopped) = mpsc::channel::<()>();
         let watched = Arc::clone(&slot);
@@ -181,7 +200,11 @@ impl AppliedFault {
                 };
                 if deadline_reached && let Some(mut revert) = watched.take() {
                     tracing::info!(fault = %label, "deadline reached, reverting");
-                    if let Err(error) = revert() {
+                    let result = revert();
+                    if result.is_ok() {
+                        watched.disarm_guard();
+                    }
+                    if let Err(error) = result {
                         tracing::warn!(fault = %label, %error, "watchdog revert failed");
                         *watched
                             .watchdog_failure
@@ -249,6 +272,7 @@ impl AppliedFault {
         match self.slot.take() {
             Some(mut revert) => match revert() {
                 Ok(()) => {
+                    self.slot.disarm_guard();
                     self.stop_watchdog();
                     Ok(())
                 }
@@ -342,6 +366,7 @@ mod tests {
                     Ok(())
                 }
             }),
+            None,
         );
         assert!(fault.heal().is_err(), "the failure is reported");
         assert_eq!(attempts.load(SeqCst), 2, "heal and drop each tried once");

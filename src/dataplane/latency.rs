@@ -19,6 +19,7 @@ use std::time::{Duration, Instant};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
+use super::guard::Guard;
 use super::qdisc::{install_root_qdiscs, netem_args};
 use super::tools::{Tool, run_tool};
 use super::{AppliedFault, DataPlaneError, FaultId, FaultKind, Netns, RULE_COMMENT_PREFIX};
@@ -74,8 +75,8 @@ pub fn apply_latency(
     let target = netns.path().display().to_string();
     let try_netem = spec.from_peers.is_empty() && spec.backend != Some(LatencyBackend::NfQueue);
     if try_netem {
-        match install_root_qdiscs(netns, &netem_args(spec.delay, spec.jitter)) {
-            Ok(revert) => {
+        match install_root_qdiscs(netns, &netem_args(spec.delay, spec.jitter), deadline) {
+            Ok((revert, guard)) => {
                 let kind = FaultKind::Latency(LatencyBackend::Netem);
                 return Ok(AppliedFault::new(
                     id.clone(),
@@ -83,6 +84,7 @@ pub fn apply_latency(
                     target,
                     deadline,
                     revert,
+                    Some(guard),
                 ));
             }
             Err(DataPlaneError::ToolFailed { stderr, .. })
@@ -94,7 +96,7 @@ pub fn apply_latency(
             Err(error) => return Err(error),
         }
     }
-    let revert = start_delay_queue(netns, id, spec)?;
+    let (revert, guard) = start_delay_queue(netns, id, spec, deadline)?;
     let kind = FaultKind::Latency(LatencyBackend::NfQueue);
     Ok(AppliedFault::new(
         id.clone(),
@@ -102,6 +104,7 @@ pub fn apply_latency(
         target,
         deadline,
         revert,
+        Some(guard),
     ))
 }
 
@@ -179,17 +182,43 @@ fn comment_of(line: &str) -> Option<&str> {
     rest.split(['"', ' ']).next()
 }
 
+/// The guard's steps for NFQUEUE rules: one `iptables -D` per rule. The delay loop needs
+/// none: it is a thread of this process, and a rule whose queue has no reader lets packets
+/// through (`--queue-bypass`), so once the rules are gone nothing of the fault is left.
+pub(crate) fn queue_rule_undo(
+    netns: &Netns,
+    rules: &[String],
+) -> Result<Vec<super::guard::UndoStep>, DataPlaneError> {
+    rules
+        .iter()
+        .map(|rule| {
+            let spec = rule.strip_prefix("-A ").unwrap_or(rule);
+            let mut args = vec!["-w", "-t", "mangle", "-D"];
+            args.extend(spec.split_whitespace());
+            super::guard::tool_step(netns, Tool::Iptables, &args)
+        })
+        .collect()
+}
+
 /// Starts the delay loop thread inside `netns`, then installs the NFQUEUE rules (in that order,
-/// so no packet reaches a queue without a reader). Returns the revert.
+/// so no packet reaches a queue without a reader). Returns the revert and the armed guard.
 fn start_delay_queue(
     netns: &Netns,
     id: &FaultId,
     spec: &LatencySpec,
-) -> Result<super::fault::Revert, DataPlaneError> {
+    deadline: Instant,
+) -> Result<(super::fault::Revert, Guard), DataPlaneError> {
     super::require_tools(&[Tool::Iptables, Tool::IptablesRestore])?;
     let queue = next_queue_number();
-    let delay_loop = DelayLoop::start(netns, queue, spec.delay, spec.jitter)?;
     let rules = queue_rules(id, &spec.from_peers, queue);
+    let guard = Guard::start(queue_rule_undo(netns, &rules)?, Some(deadline))?;
+    let delay_loop = match DelayLoop::start(netns, queue, spec.delay, spec.jitter) {
+        Ok(running) => running,
+        Err(error) => {
+            guard.disarm();
+            return Err(error);
+        }
+    };
     if let Err(error) = run_tool(
         netns,
         Tool::IptablesRestore,
@@ -197,12 +226,14 @@ fn start_delay_queue(
         Some(&mangle_batch(&rules)),
     ) {
         delay_loop.stop();
+        // The batch is all or nothing: no rule of it is in place.
+        guard.disarm();
         return Err(error);
     }
     let netns = netns.clone();
     let id = id.clone();
     let mut delay_loop = Some(delay_loop);
-    Ok(Box::new(move || {
+    let revert: super::fault::Revert = Box::new(move || {
         // Rules first: packets already held are released by `stop`, new ones are not queued.
         // The loop stops even if a rule stays behind: with --queue-bypass that rule then lets
         // traffic through, and a retry only has the rules left to delete.
@@ -211,7 +242,8 @@ fn start_delay_queue(
             running.stop();
         }
         deleted.map(drop)
-    }))
+    });
+    Ok((revert, guard))
 }
 
 /// A running delay loop: a thread inside the namespace that owns the queue socket.

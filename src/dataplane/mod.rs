@@ -12,12 +12,16 @@
 //!   elements with a kernel `timeout`, so they expire even if Schism is killed; NFQUEUE rules use
 //!   `--queue-bypass`, so traffic passes when the delay loop dies; every [`AppliedFault`] also has
 //!   a watchdog thread that reverts at the deadline even if its owner is stuck;
+//! * what the kernel cannot time out (qdiscs, NFQUEUE rules, stopped processes) also has a
+//!   [`Guard`]: a process forked before the fault is applied that undoes it when its owner
+//!   dies, or past the deadline if the owner has not (see `guard` for why this design);
 //! * [`reap_netns`] removes everything Schism-owned in a namespace and says what it removed.
 //!
 //! Tools (`nft`, `tc`, `iptables`, `ip`) run as child processes entered into the target
 //! namespace with `setns` before `exec`.
 
 mod fault;
+mod guard;
 mod latency;
 mod netns;
 mod nft;
@@ -29,6 +33,7 @@ mod tools;
 use std::path::PathBuf;
 
 pub use fault::{AppliedFault, FaultId, FaultKind, heal_all};
+pub use guard::{Guard, UndoStep};
 pub use latency::{LatencyBackend, LatencySpec, apply_latency};
 pub use netns::Netns;
 pub use nft::{LossSpec, PartitionSpec, apply_loss, apply_partition, apply_partitions};

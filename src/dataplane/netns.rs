@@ -39,6 +39,11 @@ impl Netns {
         &self.path
     }
 
+    /// The open descriptor (for a forked guard that keeps the namespace, see `guard`).
+    pub(crate) fn raw_fd(&self) -> RawFd {
+        self.file.as_raw_fd()
+    }
+
     /// The namespace's inode number, which identifies it across paths (`/proc/PID/ns/net` of
     /// every process inside links to the same inode).
     pub fn inode(&self) -> Result<u64, DataPlaneError> {

@@ -182,6 +182,9 @@ pub fn apply_partitions(
                 netns.path().display().to_string(),
                 deadline,
                 table_revert(netns, id),
+                // The kernel is this fault's dead-man: its rules sit behind set elements that
+                // time out at the deadline, and what stays is an empty, inert table.
+                None,
             )),
             Err(error) => {
                 first_error.get_or_insert(error);
@@ -224,6 +227,8 @@ pub fn apply_loss(
         netns.path().display().to_string(),
         deadline,
         table_revert(netns, id),
+        // As for partitions: the kernel times the rules out.
+        None,
     ))
 }
 

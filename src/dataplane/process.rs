@@ -2,6 +2,7 @@
 
 use std::time::Instant;
 
+use super::guard::{Guard, UndoStep};
 use super::{AppliedFault, DataPlaneError, FaultId, FaultKind};
 
 /// Which processes a signal goes to.
@@ -14,7 +15,8 @@ pub enum ProcessTarget {
 }
 
 impl ProcessTarget {
-    fn kill_argument(self) -> i32 {
+    /// The `pid` argument of kill(2) for this target.
+    pub(crate) fn kill_argument(self) -> i32 {
         match self {
             ProcessTarget::Pid(pid) => pid,
             ProcessTarget::Group(pgid) => -pgid,
@@ -70,7 +72,13 @@ pub fn pause_process(
     id: &FaultId,
     deadline: Instant,
 ) -> Result<AppliedFault, DataPlaneError> {
-    target.signal(libc::SIGSTOP, "SIGSTOP")?;
+    // The guard first: from the moment the process stops, something outside this process
+    // will resume it (see `guard`).
+    let guard = Guard::start(vec![UndoStep::Continue(target)], Some(deadline))?;
+    if let Err(error) = target.signal(libc::SIGSTOP, "SIGSTOP") {
+        guard.disarm();
+        return Err(error);
+    }
     let resume = move || match target.signal(libc::SIGCONT, "SIGCONT") {
         // A paused process that was killed meanwhile needs no resuming.
         Err(DataPlaneError::Signal { source, .. })
@@ -86,5 +94,6 @@ pub fn pause_process(
         target.to_string(),
         deadline,
         Box::new(resume),
+        Some(guard),
     ))
 }

@@ -6,6 +6,7 @@
 use std::str::FromStr;
 use std::time::{Duration, Instant};
 
+use super::guard::{Guard, tool_step};
 use super::tools::{Tool, run_tool};
 use super::{AppliedFault, DataPlaneError, FaultId, FaultKind, Netns, QDISC_HANDLE};
 
@@ -94,9 +95,9 @@ pub(crate) fn parse_interfaces(listing: &str) -> Vec<String> {
         .collect()
 }
 
-/// Deletes Schism's root qdisc on `device`; a qdisc that is already gone counts as deleted.
-pub(crate) fn delete_root_qdisc(netns: &Netns, device: &str) -> Result<(), DataPlaneError> {
-    let args = [
+/// The `tc` arguments that delete Schism's root qdisc on `device`.
+fn delete_args(device: &str) -> [&str; 7] {
+    [
         "qdisc",
         "del",
         "dev",
@@ -104,8 +105,12 @@ pub(crate) fn delete_root_qdisc(netns: &Netns, device: &str) -> Result<(), DataP
         "root",
         "handle",
         QDISC_HANDLE,
-    ];
-    match run_tool(netns, Tool::Tc, &args, None) {
+    ]
+}
+
+/// Deletes Schism's root qdisc on `device`; a qdisc that is already gone counts as deleted.
+pub(crate) fn delete_root_qdisc(netns: &Netns, device: &str) -> Result<(), DataPlaneError> {
+    match run_tool(netns, Tool::Tc, &delete_args(device), None) {
         Ok(_) => Ok(()),
         Err(DataPlaneError::ToolFailed { stderr, .. })
             if stderr.contains("Invalid handle") || stderr.contains("Cannot find device") =>
@@ -116,12 +121,13 @@ pub(crate) fn delete_root_qdisc(netns: &Netns, device: &str) -> Result<(), DataP
     }
 }
 
-/// Installs `qdisc_args` as Schism's root qdisc on every interface, undoing partial work on
-/// failure, and returns the revert.
+/// Installs `qdisc_args` as Schism's root qdisc on every interface until `deadline`, undoing
+/// partial work on failure, and returns the revert and the fault's armed guard.
 pub(crate) fn install_root_qdiscs(
     netns: &Netns,
     qdisc_args: &[String],
-) -> Result<super::fault::Revert, DataPlaneError> {
+    deadline: Instant,
+) -> Result<(super::fault::Revert, Guard), DataPlaneError> {
     let devices = interfaces(netns)?;
     if devices.is_empty() {
         return Err(DataPlaneError::Invalid {
@@ -129,6 +135,11 @@ pub(crate) fn install_root_qdiscs(
             reason: format!("{} has no interface besides lo", netns.path().display()),
         });
     }
+    let undo = devices
+        .iter()
+        .map(|device| tool_step(netns, Tool::Tc, &delete_args(device)))
+        .collect::<Result<Vec<_>, _>>()?;
+    let guard = Guard::start(undo, Some(deadline))?;
     let mut installed: Vec<String> = Vec::new();
     for device in &devices {
         let mut args = vec![
@@ -145,12 +156,14 @@ pub(crate) fn install_root_qdiscs(
             for done in &installed {
                 let _ = delete_root_qdisc(netns, done);
             }
+            // Undone here: a guard firing now could only hit another fault's qdisc.
+            guard.disarm();
             return Err(error);
         }
         installed.push(device.clone());
     }
     let netns = netns.clone();
-    Ok(Box::new(move || {
+    let revert: super::fault::Revert = Box::new(move || {
         // Try every device even if one fails, then report the first failure.
         let results: Vec<_> = installed
             .iter()
@@ -160,7 +173,8 @@ pub(crate) fn install_root_qdiscs(
             .into_iter()
             .collect::<Result<Vec<()>, _>>()
             .map(drop)
-    }))
+    });
+    Ok((revert, guard))
 }
 
 /// Limits egress bandwidth with tbf until `deadline`.
@@ -179,13 +193,14 @@ pub fn apply_bandwidth(
         "latency".to_string(),
         "50ms".to_string(),
     ];
-    let revert = install_root_qdiscs(netns, &args)?;
+    let (revert, guard) = install_root_qdiscs(netns, &args, deadline)?;
     Ok(AppliedFault::new(
         id.clone(),
         FaultKind::Bandwidth,
         netns.path().display().to_string(),
         deadline,
         revert,
+        Some(guard),
     ))
 }
 

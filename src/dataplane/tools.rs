@@ -1,6 +1,7 @@
 //! Locating and running the system tools the data plane drives.
 
 use std::io::Write;
+use std::os::unix::process::CommandExt;
 use std::path::PathBuf;
 use std::process::{Child, Output, Stdio};
 
@@ -99,6 +100,18 @@ impl RunningTool {
     ) -> Result<Self, DataPlaneError> {
         let program = tool.locate()?;
         let mut command = netns.command(&program);
+        // A tool outlives a killed owner only as long as it takes the kernel to deliver this
+        // SIGKILL, so a fault's guard (see `guard`) never races a change still being made.
+        // SAFETY: prctl is async-signal-safe. The tool is started and waited for on one
+        // thread, so the thread whose exit would also fire the signal outlives it.
+        unsafe {
+            command.pre_exec(|| {
+                if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) != 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                Ok(())
+            });
+        }
         command
             .args(args)
             .stdin(if stdin.is_some() {
