@@ -194,12 +194,31 @@ fn alive(pid: &str) -> bool {
         && !std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|s| s.contains(") Z "))
 }
 
-#[test]
-fn kill_9_of_the_runner_mid_fault_then_cleanup_leaves_nothing() {
-    require(
-        "kill -9 runner",
-        &["ip", "nft", "tc", "iptables", "redis-server"],
-    );
+/// A runner helper in the middle of its faults: the process, its run id and its nodes.
+struct KilledRunner {
+    runner: std::process::Child,
+    run_id: String,
+    node_pids: Vec<String>,
+}
+
+impl KilledRunner {
+    /// The runner's guards: one for the run and one for the delay.
+    fn guards(&self) -> Vec<i32> {
+        let guards = guards_of(self.runner.id());
+        assert!(
+            guards.len() >= 2,
+            "a guard for the run and one for the delay: {guards:?}"
+        );
+        guards
+    }
+
+    fn kill(&mut self) {
+        self.runner.kill().unwrap();
+        self.runner.wait().unwrap();
+    }
+}
+
+fn start_runner_mid_fault() -> KilledRunner {
     let mut runner = Command::new(std::env::current_exe().unwrap())
         .args([
             "--exact",
@@ -233,15 +252,104 @@ fn kill_9_of_the_runner_mid_fault_then_cleanup_leaves_nothing() {
         5,
         "bridge, client and three nodes"
     );
+    KilledRunner {
+        runner,
+        run_id,
+        node_pids,
+    }
+}
 
-    runner.kill().unwrap();
-    runner.wait().unwrap();
-    let deadline = Instant::now() + Duration::from_secs(5);
-    while node_pids.iter().any(|pid| alive(pid)) && Instant::now() < deadline {
+/// Every process id under /proc.
+fn all_pids() -> Vec<String> {
+    std::fs::read_dir("/proc")
+        .into_iter()
+        .flatten()
+        .filter_map(Result::ok)
+        .filter_map(|e| e.file_name().to_str().map(str::to_string))
+        .filter(|pid| pid.chars().all(|c| c.is_ascii_digit()))
+        .collect()
+}
+
+/// The runner's guards: its children forked from it (same executable), not its nodes.
+fn guards_of(runner: u32) -> Vec<i32> {
+    let exe = |pid: &str| std::fs::read_link(format!("/proc/{pid}/exe")).ok();
+    let own = exe(&runner.to_string());
+    all_pids()
+        .into_iter()
+        .filter(|pid| {
+            let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+            let ppid = stat
+                .rsplit_once(") ")
+                .and_then(|(_, rest)| rest.split_whitespace().nth(1))
+                .unwrap_or("");
+            ppid == runner.to_string() && exe(pid) == own
+        })
+        .filter_map(|pid| pid.parse().ok())
+        .collect()
+}
+
+fn wait_until(limit: Duration, mut done: impl FnMut() -> bool) -> bool {
+    let deadline = Instant::now() + limit;
+    while !done() && Instant::now() < deadline {
         std::thread::sleep(Duration::from_millis(50));
     }
+    done()
+}
+
+#[test]
+fn kill_9_of_the_runner_mid_fault_leaves_nothing_with_no_further_command() {
+    require(
+        "kill -9 runner",
+        &["ip", "nft", "tc", "iptables", "redis-server"],
+    );
+    let mut killed = start_runner_mid_fault();
+    let guards = killed.guards();
+    killed.kill();
+    let run_id = killed.run_id.clone();
     assert!(
-        !node_pids.iter().any(|pid| alive(pid)),
+        wait_until(Duration::from_secs(5), || namespaces_of(&run_id).is_empty()
+            && !killed.node_pids.iter().any(|pid| alive(pid))
+            && !Path::new("/run/schism").join(&run_id).exists()),
+        "left: namespaces {:?}, nodes alive {:?}, record {}",
+        namespaces_of(&run_id),
+        killed
+            .node_pids
+            .iter()
+            .filter(|pid| alive(pid))
+            .collect::<Vec<_>>(),
+        Path::new("/run/schism").join(&run_id).exists()
+    );
+    assert!(
+        wait_until(Duration::from_secs(5), || guards
+            .iter()
+            .all(|&pid| !alive(&pid.to_string()))),
+        "the guards exit once done"
+    );
+    let report = cleanup_crashed_runs().unwrap();
+    assert!(
+        report.runs.iter().all(|run| run.run_id != run_id),
+        "nothing left for cleanup: {report}"
+    );
+}
+
+#[test]
+fn kill_9_of_the_runner_and_its_guards_mid_fault_then_cleanup_leaves_nothing() {
+    require(
+        "kill -9 runner and guards",
+        &["ip", "nft", "tc", "iptables", "redis-server"],
+    );
+    let mut killed = start_runner_mid_fault();
+    // What a guard cannot cover: it dies together with its owner.
+    for guard in killed.guards() {
+        unsafe { libc::kill(guard, libc::SIGKILL) };
+    }
+    killed.kill();
+    let run_id = killed.run_id.clone();
+    assert!(
+        wait_until(Duration::from_secs(5), || !killed
+            .node_pids
+            .iter()
+            .any(|pid| alive(pid))),
         "node processes die with the runner"
     );
     assert!(
@@ -277,4 +385,76 @@ fn kill_9_of_the_runner_mid_fault_then_cleanup_leaves_nothing() {
     assert!(!Path::new("/run/schism").join(&run_id).exists());
     let again = cleanup_crashed_runs().unwrap();
     assert!(again.runs.iter().all(|run| run.run_id != run_id));
+}
+
+/// The run whose record names `owner` as its owner, if one is written yet.
+fn run_owned_by(owner: u32) -> Option<String> {
+    std::fs::read_dir("/run/schism")
+        .into_iter()
+        .flatten()
+        .filter_map(Result::ok)
+        .find_map(|entry| {
+            let text = std::fs::read_to_string(entry.path().join("run.json")).ok()?;
+            let record: serde_json::Value = serde_json::from_str(&text).ok()?;
+            (record["ownerPid"].as_u64()? == u64::from(owner))
+                .then(|| record["runId"].as_str().map(str::to_string))?
+        })
+}
+
+/// Processes whose command line mentions `path`.
+fn processes_mentioning(path: &Path) -> Vec<String> {
+    let needle = path.display().to_string();
+    all_pids()
+        .into_iter()
+        .filter(|pid| {
+            std::fs::read(format!("/proc/{pid}/cmdline"))
+                .is_ok_and(|cmd| String::from_utf8_lossy(&cmd).contains(&needle))
+        })
+        .collect()
+}
+
+#[test]
+fn ctrl_c_during_the_set_up_of_schism_run_stops_it_and_leaves_nothing() {
+    require(
+        "Ctrl-C during set-up",
+        &["ip", "nft", "tc", "iptables", "etcd"],
+    );
+    let out = std::env::temp_dir().join(format!("schism-ctrl-c-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&out);
+    let manifest = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/local/etcd-3node.yaml");
+    let mut run = Command::new(env!("CARGO_BIN_EXE_schism"))
+        .args(["run", "--quiet", "--out"])
+        .arg(&out)
+        .arg(&manifest)
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Mid set-up: the run is recorded and its first namespace exists, its nodes not all ready.
+    let mut run_id = None;
+    assert!(
+        wait_until(Duration::from_secs(20), || {
+            run_id = run_id.clone().or_else(|| run_owned_by(run.id()));
+            run_id
+                .as_ref()
+                .is_some_and(|id| !namespaces_of(id).is_empty())
+        }),
+        "the run never started setting up"
+    );
+    let run_id = run_id.unwrap();
+    unsafe { libc::kill(run.id() as i32, libc::SIGINT) };
+    let status = run.wait().unwrap();
+    let mut stderr = String::new();
+    std::io::Read::read_to_string(&mut run.stderr.take().unwrap(), &mut stderr).unwrap();
+    assert_eq!(status.code(), Some(130), "{stderr}");
+    assert!(stderr.contains("interrupted during set-up"), "{stderr}");
+    assert!(
+        wait_until(Duration::from_secs(5), || namespaces_of(&run_id).is_empty()
+            && !Path::new("/run/schism").join(&run_id).exists()
+            && processes_mentioning(&out).is_empty()),
+        "left: namespaces {:?}, record {}, processes {:?}",
+        namespaces_of(&run_id),
+        Path::new("/run/schism").join(&run_id).exists(),
+        processes_mentioning(&out)
+    );
+    let _ = std::fs::remove_dir_all(&out);
 }

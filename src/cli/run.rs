@@ -186,11 +186,24 @@ async fn run_async(args: &RunArgs) -> Result<Verdict, String> {
         local.nodes
     );
     let config = cluster_config(local, out.join("nodes"))?;
-    let cluster = Arc::new(
-        LocalCluster::start(config)
-            .await
-            .map_err(|e| e.to_string())?,
-    );
+    // Ctrl-C (or SIGTERM, SIGHUP) during set-up stops it: dropping the unfinished start
+    // removes whatever exists of the cluster, and the message says so. (Were the process
+    // killed instead, the run's guard would remove it.)
+    let mut interrupted = SetupSignals::install()?;
+    let started = tokio::select! {
+        started = LocalCluster::start(config) => Ok(started),
+        code = interrupted.recv() => Err(code),
+    };
+    // The unfinished start, if any, is dropped by now, and with it the cluster's remains.
+    let cluster = match started {
+        Ok(started) => started.map_err(|e| e.to_string())?,
+        Err(code) => {
+            eprintln!("interrupted during set-up: the local cluster was removed");
+            std::process::exit(code);
+        }
+    };
+    drop(interrupted);
+    let cluster = Arc::new(cluster);
     let signals = cluster.spawn_teardown_on_signal();
     let names: Vec<String> = cluster.nodes().iter().map(|n| n.name.clone()).collect();
     let plan = timeline::build(spec, &names, seed as u64).map_err(|e| e.to_string())?;
@@ -317,4 +330,34 @@ pub fn summary(name: &str, outcome: &experiment::ExperimentOutcome) -> String {
         row(&mut out, "reason", reason.clone());
     }
     out
+}
+
+/// The signals that end `schism run` while its cluster is being set up.
+struct SetupSignals {
+    interrupt: tokio::signal::unix::Signal,
+    terminate: tokio::signal::unix::Signal,
+    hangup: tokio::signal::unix::Signal,
+}
+
+impl SetupSignals {
+    fn install() -> Result<Self, String> {
+        use tokio::signal::unix::{SignalKind, signal};
+        let install = |kind: SignalKind| {
+            signal(kind).map_err(|e| format!("cannot install a signal handler: {e}"))
+        };
+        Ok(Self {
+            interrupt: install(SignalKind::interrupt())?,
+            terminate: install(SignalKind::terminate())?,
+            hangup: install(SignalKind::hangup())?,
+        })
+    }
+
+    /// Waits for one of them; returns the exit code it calls for (128 + its number).
+    async fn recv(&mut self) -> i32 {
+        tokio::select! {
+            _ = self.interrupt.recv() => 128 + libc::SIGINT,
+            _ = self.terminate.recv() => 128 + libc::SIGTERM,
+            _ = self.hangup.recv() => 128 + libc::SIGHUP,
+        }
+    }
 }

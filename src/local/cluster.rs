@@ -19,6 +19,7 @@ use crate::dataplane::{
 };
 use crate::faultplan::PartitionPlan;
 
+use super::deadman;
 use super::identity::RunAs;
 use super::record::{
     NETNS_PREFIX, RunRecord, RunsLock, cleanup_crashed_runs, remove_run_resources, subnets_in_use,
@@ -97,6 +98,8 @@ struct Inner {
     work_dir: PathBuf,
     processes: Vec<Mutex<NodeProcess>>,
     spawner: Mutex<Option<Spawner>>,
+    /// Removes the run if this process dies (see `deadman`).
+    run_guard: Mutex<Option<dataplane::Guard>>,
     torn_down: AtomicBool,
 }
 
@@ -364,10 +367,14 @@ impl LocalCluster {
             work_dir: work_dir.clone(),
             processes,
             spawner: Mutex::new(None),
+            run_guard: Mutex::new(None),
             torn_down: AtomicBool::new(false),
             config,
             run_as,
         };
+        // Armed before the first namespace exists: from here on a dead owner leaves nothing.
+        let guard = deadman::arm(&partial.holdings()).map_err(|e| partial.fail(e))?;
+        *partial.run_guard.lock().expect("fresh mutex") = Some(guard);
         ip_command(&["netns", "add", &bridge]).map_err(|e| partial.fail(e))?;
         ip_command(&["-n", &bridge, "link", "add", "br0", "type", "bridge"])
             .map_err(|e| partial.fail(e))?;
@@ -528,6 +535,8 @@ impl LocalCluster {
             source,
         })?;
         process.child = Some(child);
+        drop((spawner, process));
+        inner.rearm();
         Ok(())
     }
 
@@ -711,6 +720,7 @@ impl LocalCluster {
         if let Err(error) = dataplane::kill_process(group) {
             tracing::debug!(%error, node = %name, "kill of an already exited node");
         }
+        self.inner.rearm();
         tokio::task::spawn_blocking(move || child.wait())
             .await
             .map_err(|_| LocalError::Node("wait task panicked".into()))?
@@ -893,6 +903,48 @@ impl Drop for LocalCluster {
 }
 
 impl Inner {
+    /// What the run's guard must remove now.
+    fn holdings(&self) -> deadman::RunHoldings<'_> {
+        let node_groups = self
+            .processes
+            .iter()
+            .filter_map(|process| {
+                let process = process.lock().unwrap_or_else(|p| p.into_inner());
+                process.child.as_ref().map(|child| child.id() as i32)
+            })
+            .collect();
+        deadman::RunHoldings {
+            run_id: &self.run_id,
+            node_groups,
+            namespaces: &self.namespaces,
+            data_dirs: &self.data_dirs,
+        }
+    }
+
+    /// Replaces the run's guard by one that knows the current node process groups: the new
+    /// one is armed before the old one is disarmed. If it cannot be started, the old one
+    /// stays (it still removes the namespaces, and the nodes die with their owner).
+    fn rearm(&self) {
+        if self.torn_down.load(Ordering::SeqCst) {
+            return;
+        }
+        match deadman::arm(&self.holdings()) {
+            Ok(guard) => {
+                let old = self
+                    .run_guard
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .replace(guard);
+                if let Some(old) = old {
+                    old.disarm();
+                }
+            }
+            Err(error) => {
+                tracing::warn!(run = %self.run_id, %error, "cannot re-arm the run's guard")
+            }
+        }
+    }
+
     /// Tears down a partially built run and passes the error on.
     fn fail(&mut self, error: LocalError) -> LocalError {
         self.teardown();
@@ -926,6 +978,15 @@ impl Inner {
         {
             drop(spawner.requests);
             let _ = spawner.thread.join();
+        }
+        // Everything is gone: the guard has nothing left to do.
+        if let Some(guard) = self
+            .run_guard
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .take()
+        {
+            guard.disarm();
         }
         tracing::info!(run = %self.run_id, ?removed, "local cluster torn down");
         removed

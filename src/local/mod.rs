@@ -10,6 +10,7 @@
 
 mod backend;
 mod cluster;
+mod deadman;
 mod identity;
 mod record;
 mod roles;
