@@ -236,8 +236,26 @@ fn pod_sharing_the_node_network_namespace_is_refused() {
 #[test]
 fn start_up_reap_removes_leftovers_and_resumes_pods_paused_without_a_live_lease() {
     require("agent reap", NET_TOOLS);
-    let net = TestNet::new(2);
+    let net = TestNet::new(3);
     let proc = two_pods(&net);
+    // Namespace 2 holds no pod, only another tool's process, and a table of Schism's name
+    // (a local `schism run` on the same machine): the agent must not touch it.
+    proc.process(
+        proc.next_unused_pid(),
+        "0::/system.slice/tool.service\n",
+        Some(net.path(2).as_str()),
+        'S',
+    );
+    run(
+        "ip",
+        &[
+            "netns",
+            "exec",
+            &net.names[2],
+            "nft",
+            "add table inet schism_someone_elses",
+        ],
+    );
     // What an agent killed with SIGKILL leaves behind in pod A's namespace: a partition table
     // (here without kernel timeout) and a latency qdisc.
     let leftover = format!(
@@ -324,6 +342,11 @@ fn start_up_reap_removes_leftovers_and_resumes_pods_paused_without_a_live_lease(
     assert_eq!(report.resumed, vec![paused_a.pid()]);
     assert!(paused_a.wait_for_state('S'));
     assert_eq!(paused_b.state(), 'T', "a pause with a live lease is kept");
+    let tables = net.exec(2, "nft", &["list", "tables"]);
+    assert!(
+        String::from_utf8_lossy(&tables.stdout).contains("schism_someone_elses"),
+        "a namespace no pod is in is left alone"
+    );
 }
 
 #[test]

@@ -458,3 +458,51 @@ fn ctrl_c_during_the_set_up_of_schism_run_stops_it_and_leaves_nothing() {
     );
     let _ = std::fs::remove_dir_all(&out);
 }
+
+#[test]
+fn cleanup_running_throughout_another_runs_set_up_leaves_that_run_alone() {
+    require(
+        "cleanup beside a live run",
+        &["ip", "nft", "tc", "iptables", "redis-server"],
+    );
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let cleaner = {
+        let stop = std::sync::Arc::clone(&stop);
+        std::thread::spawn(move || {
+            let mut reports = Vec::new();
+            while !stop.load(std::sync::atomic::Ordering::SeqCst) {
+                reports.push(cleanup_crashed_runs().unwrap());
+            }
+            reports
+        })
+    };
+    let rt = runtime();
+    let mut config = LocalClusterConfig::new(3, REDIS, ReadyCheck::Tcp { port: 7002 });
+    config.ready_timeout = Duration::from_secs(10);
+    let started = rt.block_on(LocalCluster::start(config));
+    stop.store(true, std::sync::atomic::Ordering::SeqCst);
+    let reports = cleaner.join().unwrap();
+    let cluster = started.expect("the run sets up with a cleanup running beside it");
+    let run_id = cluster.run_id().to_string();
+    assert!(reports.len() > 1, "the cleanup ran during the set-up");
+    for report in &reports {
+        assert!(
+            report
+                .runs
+                .iter()
+                .all(|run| run.removed.iter().all(|line| !line.contains(&run_id))),
+            "a cleanup touched the live run: {report}"
+        );
+    }
+    assert_eq!(
+        namespaces_of(&run_id).len(),
+        5,
+        "bridge, client and three nodes"
+    );
+    for node in 0..3 {
+        let pid = cluster.node_pid(node).expect("node started");
+        assert!(alive(&pid.to_string()), "node {node} still runs");
+    }
+    drop(cluster);
+    assert!(namespaces_of(&run_id).is_empty());
+}

@@ -225,14 +225,15 @@ impl Actuator {
             .collect()
     }
 
-    /// The start-up reap: removes everything Schism installed in every network namespace of
-    /// the snapshot, and resumes stopped processes of pods whose UID is not in `live_pods`.
+    /// The start-up reap: removes everything Schism installed in every pod's network
+    /// namespace of the snapshot (never the host's, nor one no pod is in), and resumes
+    /// stopped processes of pods whose UID is not in `live_pods`.
     ///
     /// Faults of live leases are removed too and then applied fresh by the caller, so a
     /// restarted agent never leaves two copies of a fault (nor a qdisc without a watchdog).
     pub fn reap_node(&self, snapshot: &ProcSnapshot, live_pods: &HashSet<String>) -> ReapReport {
         let mut report = ReapReport::default();
-        for (_, path) in snapshot.namespaces() {
+        for (_, path) in snapshot.pod_namespaces() {
             report.namespaces += 1;
             match Netns::open(&path).and_then(|netns| reap_netns(&netns)) {
                 Ok(removed) => {

@@ -155,11 +155,14 @@ impl ProcSnapshot {
         })
     }
 
-    /// Every distinct network namespace of the processes here, each with a path that opens it.
-    pub fn namespaces(&self) -> Vec<(NamespaceId, PathBuf)> {
+    /// Every distinct network namespace of a pod's processes, but the host's, each with a
+    /// path that opens it. Namespaces no pod process is in (another tool's, a local
+    /// `schism run`'s) are not the agent's to touch.
+    pub fn pod_namespaces(&self) -> Vec<(NamespaceId, PathBuf)> {
+        let host = self.host_namespace();
         let mut unique = BTreeMap::new();
-        for process in &self.processes {
-            if let Some(id) = process.netns {
+        for process in self.processes.iter().filter(|p| p.pod_uid.is_some()) {
+            if let Some(id) = process.netns.filter(|id| Some(*id) != host) {
                 unique
                     .entry(id)
                     .or_insert_with(|| self.netns_path(process.pid));
@@ -377,11 +380,20 @@ mod tests {
             'T',
             Some(&host_ns),
         );
+        // A namespace no pod is in (another tool's): not the agent's.
+        let tool_ns = proc.namespace_file("tool-ns");
+        proc.process(
+            600,
+            "0::/system.slice/tool.service
+",
+            'S',
+            Some(&tool_ns),
+        );
         std::fs::create_dir_all(proc.root.join("self")).unwrap();
         std::fs::write(proc.root.join("uptime"), "1 1").unwrap();
 
         let snapshot = ProcSnapshot::scan(&proc.root).unwrap();
-        assert_eq!(snapshot.processes().len(), 5);
+        assert_eq!(snapshot.processes().len(), 6);
 
         let pod = snapshot.pod(UID).expect("pod found");
         assert_eq!(pod.pids, vec![200, 300]);
@@ -399,11 +411,15 @@ mod tests {
         assert_eq!(snapshot.pod("not-a-uid"), None);
 
         let namespaces: Vec<NamespaceId> = snapshot
-            .namespaces()
+            .pod_namespaces()
             .into_iter()
             .map(|(id, _)| id)
             .collect();
-        assert_eq!(namespaces.len(), 3, "host, pod and other pod, each once");
+        assert_eq!(
+            namespaces.len(),
+            2,
+            "pod and other pod, each once; not the host's"
+        );
 
         assert_eq!(
             snapshot.stopped_pod_processes(),
@@ -430,7 +446,7 @@ mod tests {
         let pod = snapshot.pod(UID).unwrap();
         assert_eq!(pod.pids, vec![9]);
         assert_eq!(pod.netns, None);
-        assert!(snapshot.namespaces().is_empty());
+        assert!(snapshot.pod_namespaces().is_empty());
     }
 
     #[test]
