@@ -60,17 +60,7 @@ impl EtcdClient {
                         true,
                     )
                     .await?;
-                let value = answer["kvs"].get(0).and_then(|kv| kv["value"].as_str());
-                let datum = match value {
-                    None => Datum::Nil,
-                    Some(encoded) => {
-                        let bytes = B64
-                            .decode(encoded)
-                            .map_err(|e| OpError::Failed(format!("bad base64 in answer: {e}")))?;
-                        Datum::from_wire(&String::from_utf8_lossy(&bytes), self.integers)
-                    }
-                };
-                Ok(Reply::Value(datum))
+                Ok(Reply::Value(range_value(&answer, self.integers)?))
             }
             Request::Write(value) => {
                 self.call(
@@ -95,9 +85,7 @@ impl EtcdClient {
                     "success": [{"request_put": {"key": key64, "value": B64.encode(to.to_wire())}}],
                 });
                 let answer = self.call("/v3/kv/txn", body, false).await?;
-                Ok(Reply::Swapped(
-                    answer["succeeded"].as_bool().unwrap_or(false),
-                ))
+                Ok(Reply::Swapped(txn_succeeded(&answer)))
             }
             Request::Append(_) => Err(OpError::Failed("the etcd client has no append".into())),
         }
@@ -147,6 +135,45 @@ async fn post(
     })
 }
 
+/// The value of the first key in a `/v3/kv/range` answer: `Nil` when the key is absent.
+pub fn range_value(answer: &Value, integers: bool) -> Result<Datum, OpError> {
+    match answer["kvs"].get(0).and_then(|kv| kv["value"].as_str()) {
+        None => Ok(Datum::Nil),
+        Some(encoded) => {
+            let bytes = decode_base64(encoded)?;
+            Ok(Datum::from_wire(&String::from_utf8_lossy(&bytes), integers))
+        }
+    }
+}
+
+/// Whether a `/v3/kv/txn` answer says its comparisons held. The gateway leaves out `false`.
+pub fn txn_succeeded(answer: &Value) -> bool {
+    answer["succeeded"].as_bool() == Some(true)
+}
+
+/// The list each of `keys` holds, with its `mod_revision`, in the answer to a transaction of
+/// one range per key (in the same order). An absent key holds the empty list.
+pub fn snapshot_lists(snapshot: &Value, keys: &[&str]) -> Result<Vec<(Vec<i64>, String)>, OpError> {
+    let mut lists = Vec::with_capacity(keys.len());
+    for (i, key) in keys.iter().enumerate() {
+        let kv = &snapshot["responses"][i]["response_range"]["kvs"][0];
+        let list = match kv["value"].as_str() {
+            None => Vec::new(),
+            Some(encoded) => serde_json::from_slice(&decode_base64(encoded)?)
+                .map_err(|e| OpError::Failed(format!("key {key} does not hold a list: {e}")))?,
+        };
+        // Absent keys have no mod_revision in the answer: 0 is what etcd compares them as.
+        let revision = kv["mod_revision"].as_str().unwrap_or("0").to_string();
+        lists.push((list, revision));
+    }
+    Ok(lists)
+}
+
+fn decode_base64(encoded: &str) -> Result<Vec<u8>, OpError> {
+    B64.decode(encoded)
+        .map_err(|e| OpError::Failed(format!("bad base64 in answer: {e}")))
+}
+
 impl KvClient for EtcdClient {
     fn perform<'a>(&'a self, key: &'a str, request: &'a Request) -> OpFuture<'a> {
         Box::pin(self.run(key, request))
@@ -189,24 +216,7 @@ impl EtcdTxnClient {
             true,
         )
         .await?;
-        let mut lists: Vec<(Vec<i64>, String)> = Vec::with_capacity(keys.len());
-        for i in 0..keys.len() {
-            let kv = &snapshot["responses"][i]["response_range"]["kvs"][0];
-            let list = match kv["value"].as_str() {
-                None => Vec::new(),
-                Some(encoded) => {
-                    let bytes = B64
-                        .decode(encoded)
-                        .map_err(|e| OpError::Failed(format!("bad base64 in answer: {e}")))?;
-                    serde_json::from_slice(&bytes).map_err(|e| {
-                        OpError::Failed(format!("key {} does not hold a list: {e}", keys[i]))
-                    })?
-                }
-            };
-            // Absent keys have no mod_revision in the answer: 0 is what etcd compares them as.
-            let revision = kv["mod_revision"].as_str().unwrap_or("0").to_string();
-            lists.push((list, revision));
-        }
+        let mut lists = snapshot_lists(&snapshot, &keys)?;
         let mut results = Vec::with_capacity(steps.len());
         let mut written = vec![false; keys.len()];
         for step in steps {
@@ -256,7 +266,7 @@ impl EtcdTxnClient {
             false,
         )
         .await?;
-        if answer["succeeded"].as_bool() == Some(true) {
+        if txn_succeeded(&answer) {
             Ok(results)
         } else {
             // A comparison failed: etcd applied nothing.

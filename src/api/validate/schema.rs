@@ -2,6 +2,9 @@
 //! strict field validation does: types, required fields, enums, bounds, patterns, and — unlike a
 //! pruning server — every unknown field is an error at its own path.
 
+use std::collections::HashMap;
+use std::sync::{Mutex, OnceLock};
+
 use regex::Regex;
 use serde_json::{Map, Value};
 
@@ -174,7 +177,7 @@ fn check_string(schema: &Value, value: &Value, path: &str, problems: &mut Vec<Pr
         ));
     }
     if let Some(pattern) = schema.get("pattern").and_then(Value::as_str) {
-        match Regex::new(pattern) {
+        match compiled(pattern) {
             Ok(re) if !re.is_match(text) => {
                 problems.push(Problem::new(path, pattern_reason(pattern, text)))
             }
@@ -185,6 +188,22 @@ fn check_string(schema: &Value, value: &Value, path: &str, problems: &mut Vec<Pr
             )),
         }
     }
+}
+
+/// The schema's pattern, compiled once: the CRD has a few, and compiling one took longer than
+/// the rest of checking a field.
+fn compiled(pattern: &str) -> Result<Regex, regex::Error> {
+    static PATTERNS: OnceLock<Mutex<HashMap<String, Regex>>> = OnceLock::new();
+    let mut patterns = PATTERNS
+        .get_or_init(Default::default)
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner());
+    if let Some(regex) = patterns.get(pattern) {
+        return Ok(regex.clone());
+    }
+    let regex = Regex::new(pattern)?;
+    patterns.insert(pattern.to_owned(), regex.clone());
+    Ok(regex)
 }
 
 /// Says in words what the few patterns of the CRD mean, instead of showing a regex.

@@ -232,7 +232,7 @@ fn normalize_uid(uid: &str) -> Option<String> {
 
 /// The state letter in `/proc/<pid>/stat` (`pid (comm) S …`). The command name may contain
 /// spaces and parentheses, so the state is read after the last `)`.
-fn process_state(stat: &str) -> Option<char> {
+pub fn process_state(stat: &str) -> Option<char> {
     stat.rsplit_once(')')?.1.trim_start().chars().next()
 }
 
