@@ -322,6 +322,23 @@ async fn start(chaos: &Chaos, ctx: &Context) -> Result<Action, Error> {
     stop_older_runners(ctx, chaos).await?;
     let job = job::runner_job(chaos, &ctx.runner);
     let name = job.name_any();
+    // The Job's name goes into the status before the Job exists. The other order loses it
+    // when the controller dies in between: the runner then starts, so a restarted controller
+    // never comes back here, and the status never names its Job. A name written for a Job
+    // not yet made is harmless: the generation has not started, so the next reconcile
+    // creates it under the same name.
+    let patch = serde_json::json!({
+        "apiVersion": crate::api::API_VERSION,
+        "kind": "Chaos",
+        "status": {"runner": {"job": name}},
+    });
+    chaos_api(ctx, chaos)
+        .patch_status(
+            &chaos.name_any(),
+            &PatchParams::apply(CONTROLLER_MANAGER),
+            &Patch::Apply(&patch),
+        )
+        .await?;
     let jobs = Api::<Job>::namespaced(ctx.client.clone(), &namespace);
     match jobs.create(&PostParams::default(), &job).await {
         Ok(_) => {
@@ -341,18 +358,6 @@ async fn start(chaos: &Chaos, ctx: &Context) -> Result<Action, Error> {
         Err(kube::Error::Api(e)) if e.code == 409 => {}
         Err(e) => return Err(e.into()),
     }
-    let patch = serde_json::json!({
-        "apiVersion": crate::api::API_VERSION,
-        "kind": "Chaos",
-        "status": {"runner": {"job": name}},
-    });
-    chaos_api(ctx, chaos)
-        .patch_status(
-            &chaos.name_any(),
-            &PatchParams::apply(CONTROLLER_MANAGER),
-            &Patch::Apply(&patch),
-        )
-        .await?;
     Ok(Action::await_change())
 }
 
