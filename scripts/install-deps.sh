@@ -54,3 +54,8 @@ if ! cargo nextest --version >/dev/null 2>&1; then
   echo "installing cargo-nextest"
   cargo install --locked cargo-nextest
 fi
+# The fuzz targets (scripts/fuzz.sh) build with cargo-fuzz on the nightly toolchain.
+if ! cargo fuzz --version >/dev/null 2>&1; then
+  echo "installing cargo-fuzz"
+  cargo install --locked cargo-fuzz
+fi

@@ -30,5 +30,9 @@ if [ "${SCHISM_KEEP_IMAGES:-}" != 1 ]; then
 fi
 bash scripts/container-images.sh
 
+# The fuzz targets, which tests/fuzz_targets.rs runs for a bounded time each.
+echo "== the fuzz targets (scripts/fuzz.sh build)"
+bash scripts/fuzz.sh build
+
 echo "== tests"
 cargo nextest run --no-fail-fast --status-level fail
