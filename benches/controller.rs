@@ -239,24 +239,7 @@ async fn controller_memory() {
                 {"type": "Passed", "status": "False", "reason": "Fail", "message": "history is not linearizable", "lastTransitionTime": "2026-12-01T10:01:00Z"}]});
         cluster.server.apply_raw(operator::CHAOSES, object);
     }
-    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_schism"))
-        .args([
-            "controller",
-            "--no-leader-election",
-            "--watch-namespace",
-            NAMESPACE,
-            "--metrics-address",
-            "127.0.0.1:0",
-            "--runner-image",
-            "schism:bench",
-        ])
-        .env("KUBECONFIG", &cluster.controller_kubeconfig)
-        .env("RUST_LOG", "warn")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .kill_on_drop(true)
-        .spawn()
-        .expect("the schism binary runs");
+    let mut child = cluster.controller_process("schism:bench");
     let pid = child.id().unwrap();
     tokio::time::sleep(Duration::from_secs(3)).await;
     let (idle, _) = memory_kib(pid);

@@ -317,6 +317,29 @@ impl Cluster {
         (ctx, stop, task)
     }
 
+    /// `schism controller` in a process of its own (killable), against the double, without
+    /// leader election, watching `demo`.
+    pub fn controller_process(&self, runner_image: &str) -> Child {
+        Command::new(env!("CARGO_BIN_EXE_schism"))
+            .args([
+                "controller",
+                "--no-leader-election",
+                "--watch-namespace",
+                NAMESPACE,
+                "--metrics-address",
+                "127.0.0.1:0",
+                "--runner-image",
+                runner_image,
+            ])
+            .env("KUBECONFIG", &self.controller_kubeconfig)
+            .env("RUST_LOG", "warn")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .kill_on_drop(true)
+            .spawn()
+            .expect("the schism binary runs")
+    }
+
     pub fn status(&self, name: &str) -> Value {
         self.server
             .get(CHAOSES, Some(NAMESPACE), name)
