@@ -78,11 +78,13 @@ pub enum FaultKind {
     Bandwidth,
     /// SIGSTOP'd process, resumed with SIGCONT.
     Pause,
+    /// Frozen cgroup (every task in it, forks included), thawed by its freezer.
+    Freeze,
 }
 
 impl FaultKind {
     /// The mechanism that makes the fault, as reported to users: `nftables`, `netem`,
-    /// `nfqueue`, `tbf` or `SIGSTOP`.
+    /// `nfqueue`, `tbf`, `SIGSTOP` or `freezer`.
     pub fn mechanism(self) -> &'static str {
         match self {
             FaultKind::Partition | FaultKind::Loss => "nftables",
@@ -90,6 +92,7 @@ impl FaultKind {
             FaultKind::Latency(LatencyBackend::NfQueue) => "nfqueue",
             FaultKind::Bandwidth => "tbf",
             FaultKind::Pause => "SIGSTOP",
+            FaultKind::Freeze => "freezer",
         }
     }
 }

@@ -59,6 +59,14 @@ pub enum UndoStep {
     Continue(ProcessTarget),
     /// Send SIGKILL.
     Kill(ProcessTarget),
+    /// Write `contents` to an existing file (a cgroup's freezer control file); a file that
+    /// is gone is left alone.
+    WriteFile {
+        /// The file.
+        path: std::path::PathBuf,
+        /// What to write.
+        contents: &'static [u8],
+    },
 }
 
 /// A step prepared for the child: nothing in it allocates when used.
@@ -72,6 +80,7 @@ enum Prepared {
         argv: Vec<*const libc::c_char>,
     },
     Signal(libc::pid_t, libc::c_int),
+    Write(CString, &'static [u8]),
 }
 
 /// An armed guard. Disarm it once what it guards is undone; dropping it without disarming
@@ -131,6 +140,9 @@ impl Guard {
                     Prepared::Signal(target.kill_argument(), libc::SIGCONT)
                 }
                 UndoStep::Kill(target) => Prepared::Signal(target.kill_argument(), libc::SIGKILL),
+                UndoStep::WriteFile { path, contents } => {
+                    Prepared::Write(c_string(path.as_os_str().as_bytes())?, contents)
+                }
             });
         }
         let env = [
@@ -373,6 +385,14 @@ unsafe fn take_steps(steps: &[Prepared], env: *const *const libc::c_char) {
                 Prepared::Signal(target, signal) => {
                     libc::kill(*target, *signal);
                 }
+                Prepared::Write(path, contents) => {
+                    // No O_CREAT: a cgroup that is gone is not made into a plain file.
+                    let fd = libc::open(path.as_ptr(), libc::O_WRONLY | libc::O_CLOEXEC);
+                    if fd >= 0 {
+                        libc::write(fd, contents.as_ptr().cast(), contents.len());
+                        libc::close(fd);
+                    }
+                }
                 Prepared::Run {
                     netns,
                     program,
@@ -478,6 +498,32 @@ mod tests {
         guard.disarm();
         child.kill().unwrap();
         child.wait().unwrap();
+    }
+
+    #[test]
+    fn a_fired_guard_writes_existing_files_and_creates_none() {
+        let dir = std::env::temp_dir().join(format!("schism-guard-write-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let present = dir.join("freezer.state");
+        std::fs::write(&present, "FROZEN").unwrap();
+        let missing = dir.join("gone/freezer.state");
+        let steps = [&present, &missing]
+            .into_iter()
+            .map(|path| UndoStep::WriteFile {
+                path: path.clone(),
+                contents: b"THAWED",
+            })
+            .collect();
+        drop(Guard::start(steps, None).unwrap());
+        assert!(
+            wait_for(
+                || std::fs::read_to_string(&present).unwrap() == "THAWED",
+                Duration::from_secs(2)
+            ),
+            "the guard wrote the thaw value"
+        );
+        assert!(!missing.exists() && !dir.join("gone").exists());
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     /// A child of ours, stopped: it stands for a paused node.

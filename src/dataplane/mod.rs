@@ -12,15 +12,18 @@
 //!   elements with a kernel `timeout`, so they expire even if Schism is killed; NFQUEUE rules use
 //!   `--queue-bypass`, so traffic passes when the delay loop dies; every [`AppliedFault`] also has
 //!   a watchdog thread that reverts at the deadline even if its owner is stuck;
-//! * what the kernel cannot time out (qdiscs, NFQUEUE rules, stopped processes) also has a
-//!   [`Guard`]: a process forked before the fault is applied that undoes it when its owner
-//!   dies, or past the deadline if the owner has not (see `guard` for why this design);
+//! * every fault also has a [`Guard`]: a process forked before the fault is applied that
+//!   undoes it when its owner dies, or past the deadline if the owner has not (see `guard`
+//!   for why this design). For what the kernel cannot time out (qdiscs, NFQUEUE rules,
+//!   stopped processes, frozen cgroups) it is the only dead-man; for partitions and loss it
+//!   removes the table the kernel's timeouts would leave empty;
 //! * [`reap_netns`] removes everything Schism-owned in a namespace and says what it removed.
 //!
 //! Tools (`nft`, `tc`, `iptables`, `ip`) run as child processes entered into the target
 //! namespace with `setns` before `exec`.
 
 mod fault;
+mod freezer;
 mod guard;
 mod latency;
 mod netns;
@@ -33,6 +36,7 @@ mod tools;
 use std::path::PathBuf;
 
 pub use fault::{AppliedFault, FaultId, FaultKind, heal_all};
+pub use freezer::{Freezer, FreezerState, FreezerVersion, freeze_cgroup};
 pub use guard::{Guard, UndoStep};
 pub use latency::{LatencyBackend, LatencySpec, apply_latency};
 pub use netns::Netns;
@@ -120,6 +124,14 @@ pub enum DataPlaneError {
     DelayQueue {
         /// The namespace.
         netns: String,
+        /// What went wrong.
+        reason: String,
+    },
+    /// A cgroup's freezer could not be set or did not settle.
+    #[error("cgroup freezer {path}: {reason}")]
+    Freezer {
+        /// The control file.
+        path: PathBuf,
         /// What went wrong.
         reason: String,
     },

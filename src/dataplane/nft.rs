@@ -2,12 +2,14 @@
 //!
 //! The peers sit in a set whose elements carry a kernel `timeout` equal to the time left until
 //! the fault's deadline, so the rules stop matching at the deadline even if Schism is killed
-//! with SIGKILL. Healing deletes the whole table, which the kernel does atomically.
+//! with SIGKILL, and a guard deletes the table once its owner is gone. Healing deletes the
+//! whole table, which the kernel does atomically.
 
 use std::fmt::Write as _;
 use std::net::Ipv4Addr;
 use std::time::{Duration, Instant};
 
+use super::guard::{Guard, tool_step};
 use super::tools::{RunningTool, Tool, run_tool};
 use super::{AppliedFault, DataPlaneError, FaultId, FaultKind, Netns};
 
@@ -165,6 +167,13 @@ pub fn apply_partitions(
         .iter()
         .try_for_each(|(_, spec)| validate_partition(spec))?;
     let timeout_ms = kernel_timeout(deadline)?;
+    // The guards first, one per namespace: the kernel times the rules out at the deadline,
+    // and a guard removes the table itself as soon as its owner dies, so not even an empty
+    // table outlives a killed Schism.
+    let guards = targets
+        .iter()
+        .map(|(netns, _)| table_guard(netns, id, deadline))
+        .collect::<Result<Vec<_>, _>>()?;
     let started: Vec<_> = targets
         .iter()
         .map(|(netns, spec)| {
@@ -174,7 +183,7 @@ pub fn apply_partitions(
         .collect();
     let mut applied = Vec::with_capacity(targets.len());
     let mut first_error = None;
-    for ((netns, _), running) in targets.iter().zip(started) {
+    for (((netns, _), running), guard) in targets.iter().zip(started).zip(guards) {
         match running.and_then(RunningTool::finish) {
             Ok(_) => applied.push(AppliedFault::new(
                 id.clone(),
@@ -182,11 +191,11 @@ pub fn apply_partitions(
                 netns.path().display().to_string(),
                 deadline,
                 table_revert(netns, id),
-                // The kernel is this fault's dead-man: its rules sit behind set elements that
-                // time out at the deadline, and what stays is an empty, inert table.
-                None,
+                Some(guard),
             )),
             Err(error) => {
+                // Nothing was made in this namespace (the script is one transaction).
+                guard.disarm();
                 first_error.get_or_insert(error);
             }
         }
@@ -220,16 +229,33 @@ pub fn apply_loss(
         spec.percent,
         kernel_timeout(deadline)?,
     );
-    run_tool(netns, Tool::Nft, &["-f", "-"], Some(&script))?;
+    // As for partitions: the kernel times the rules out, the guard removes the table.
+    let guard = table_guard(netns, id, deadline)?;
+    if let Err(error) = run_tool(netns, Tool::Nft, &["-f", "-"], Some(&script)) {
+        guard.disarm();
+        return Err(error);
+    }
     Ok(AppliedFault::new(
         id.clone(),
         FaultKind::Loss,
         netns.path().display().to_string(),
         deadline,
         table_revert(netns, id),
-        // As for partitions: the kernel times the rules out.
-        None,
+        Some(guard),
     ))
+}
+
+/// A guard that deletes the fault's table in `netns`.
+fn table_guard(netns: &Netns, id: &FaultId, deadline: Instant) -> Result<Guard, DataPlaneError> {
+    let table = id.table_name();
+    Guard::start(
+        vec![tool_step(
+            netns,
+            Tool::Nft,
+            &["delete", "table", "inet", &table],
+        )?],
+        Some(deadline),
+    )
 }
 
 #[cfg(test)]
