@@ -339,9 +339,22 @@ class Checker:
         mounts = {m["mountPath"] for m in container.get("volumeMounts", [])}
         if values["hostXtablesLock"] != ("/run/xtables.lock" in mounts):
             self.fail("agent: the xtables lock mount must follow agent.hostXtablesLock")
+        args = container.get("args", [])
+        if values["cgroupFreezer"] != ("/host/sys/fs/cgroup" in mounts):
+            self.fail("agent: the cgroup mount must follow agent.cgroupFreezer")
+        expected_root = "/host/sys/fs/cgroup" if values["cgroupFreezer"] else "none"
+        if f"--cgroup-root={expected_root}" not in args:
+            self.fail(f"agent: --cgroup-root={expected_root} must follow agent.cgroupFreezer")
+        if "--pause-journal=/var/lib/schism-agent/pauses" not in args or (
+            "/var/lib/schism-agent" not in mounts
+        ):
+            self.fail("agent: the pause journal must be mounted where --pause-journal points")
+        # The node paths the agent may mount, and why: iptables' lock, the cgroups of the
+        # pods it freezes, its pause journal.
+        allowed = {"/run/xtables.lock", "/sys/fs/cgroup", values["pauseJournalHostPath"]}
         for volume in pod.get("volumes", []):
             path = volume.get("hostPath", {}).get("path")
-            if path and path != "/run/xtables.lock":
+            if path and path not in allowed:
                 self.fail(f"agent: unexpected hostPath volume {path}")
         return container["image"]
 

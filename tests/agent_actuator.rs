@@ -2,6 +2,8 @@
 //! `/proc` tree whose `ns/net` links point at namespaces this test created, and faults are
 //! checked by sending traffic between those namespaces only.
 
+#[path = "support/cgroup.rs"]
+mod cgroup;
 #[path = "support/fake_proc.rs"]
 mod fake_proc;
 mod support;
@@ -9,8 +11,10 @@ mod support;
 use std::collections::HashSet;
 use std::time::{Duration, Instant};
 
+use cgroup::{CGROUP_ROOT, Counter, Hierarchy, PodCgroup};
 use fake_proc::{FakeProc, SleepingProcess};
 use schism::dataplane::{FaultId, LatencySpec, PartitionSpec, ReapedItem};
+use schism::operator::agent::journal::{HeldPause, PauseJournal, PauseRecord, ProcessStamp};
 use schism::operator::agent::{
     Actuator, ActuatorError, FaultPlan, LeaseKey, PlannedFault, ProcSnapshot,
 };
@@ -50,6 +54,12 @@ fn partition_from(net: &TestNet, peer: usize) -> FaultPlan {
             drop_peers: vec![net.ips[peer]],
         }),
     }
+}
+
+/// Field 22 of a real process's stat: its start time.
+fn start_time_of(pid: i32) -> u64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+    schism::operator::agent::discovery::start_time(&stat).unwrap()
 }
 
 fn pod(proc: &FakeProc, uid: &str) -> schism::operator::agent::PodProcesses {
@@ -205,6 +215,120 @@ fn pause_lease_stops_every_process_of_the_pod_until_reverted() {
     assert!(first.wait_for_state('S') && second.wait_for_state('S'));
 }
 
+/// Freezes pod A's real cgroup in `hierarchy` through the actuator, as a lease's pause does.
+fn pause_freezes_the_whole_pod(hierarchy: Hierarchy) {
+    require("agent freezer pause", &["sh", "sleep"]);
+    let cgroup = PodCgroup::new(hierarchy, POD_A);
+    let proc = FakeProc::new();
+    let counter = Counter::start(proc.root().join("count-1"));
+    cgroup.add(counter.pid());
+    // The scan saw only the shell; the `sleep` it forks every 20 ms is in the cgroup too.
+    proc.process(counter.pid(), &cgroup.proc_file(), None, 'S');
+    let bystander = SleepingProcess::start();
+    proc.pod_process(bystander.pid(), POD_B, "/nonexistent", 'S');
+    let journal = PauseJournal::open(proc.root().join("schism-pauses")).unwrap();
+    let actuator = Actuator::new(proc.root())
+        .with_cgroup_root(CGROUP_ROOT)
+        .with_journal(journal.clone());
+    let plan = FaultPlan {
+        id: FaultId::new("agent_freeze").unwrap(),
+        fault: PlannedFault::Pause,
+    };
+
+    let mechanism = actuator
+        .apply(&key("freeze"), &plan, &pod(&proc, POD_A), in_secs(60))
+        .unwrap();
+    assert_eq!(mechanism, "freezer");
+    assert!(
+        cgroup.frozen(),
+        "the kernel reports the pod's cgroup frozen"
+    );
+    assert!(
+        !counter.advances(),
+        "the pod's process and its forks are frozen"
+    );
+    let records = journal.records().unwrap().0;
+    assert_eq!(records.len(), 1);
+    assert_eq!(
+        records[0].held,
+        HeldPause::Freezer {
+            dir: cgroup.pod_dir.clone()
+        },
+        "the pause is journalled before it is made"
+    );
+    // A process that joins the pod while it is paused (an exec, a restarted container) is
+    // frozen too: SIGSTOP would have missed it.
+    let late = Counter::start(proc.root().join("count-2"));
+    cgroup.add(late.pid());
+    assert!(
+        !late.advances(),
+        "a process that joined the frozen pod is frozen"
+    );
+    assert_ne!(bystander.state(), 'T', "another pod's process is untouched");
+
+    actuator.revert(&key("freeze")).unwrap();
+    assert!(!cgroup.frozen());
+    assert!(
+        counter.advances() && late.advances(),
+        "thawed, both run again"
+    );
+    assert!(
+        journal.records().unwrap().0.is_empty(),
+        "a reverted pause is forgotten"
+    );
+}
+
+#[test]
+fn pause_freezes_the_pods_v1_cgroup_forks_and_late_joiners_included() {
+    pause_freezes_the_whole_pod(Hierarchy::V1Freezer);
+}
+
+#[test]
+fn pause_freezes_the_pods_v2_cgroup_forks_and_late_joiners_included() {
+    pause_freezes_the_whole_pod(Hierarchy::V2);
+}
+
+#[test]
+fn a_frozen_pod_is_thawed_by_the_reap_only_if_the_journal_names_it() {
+    require("agent freezer reap", &["sh", "sleep"]);
+    // Pod A was frozen by an agent whose container was killed with its guards; pod B's
+    // cgroup was frozen by someone else (`docker pause` uses the freezer too).
+    let ours = PodCgroup::new(Hierarchy::V1Freezer, POD_A);
+    let theirs = PodCgroup::new(Hierarchy::V1Freezer, POD_B);
+    let proc = FakeProc::new();
+    let a = Counter::start(proc.root().join("count-a"));
+    let b = Counter::start(proc.root().join("count-b"));
+    ours.add(a.pid());
+    theirs.add(b.pid());
+    for cgroup in [&ours, &theirs] {
+        std::fs::write(cgroup.pod_dir.join("freezer.state"), "FROZEN").unwrap();
+    }
+    assert!(!a.advances() && !b.advances());
+    let journal = PauseJournal::open(proc.root().join("schism-pauses")).unwrap();
+    journal
+        .record(&PauseRecord {
+            lease: "demo/gone".into(),
+            lease_uid: "uid-of-gone".into(),
+            pod_uid: POD_A.into(),
+            held: HeldPause::Freezer {
+                dir: ours.pod_dir.clone(),
+            },
+        })
+        .unwrap();
+
+    let actuator = Actuator::new(proc.root())
+        .with_cgroup_root(CGROUP_ROOT)
+        .with_journal(journal.clone());
+    let snapshot = ProcSnapshot::scan(proc.root()).unwrap();
+    let report = actuator.reap_node(&snapshot, &HashSet::new());
+
+    assert!(report.failures.is_empty(), "{:?}", report.failures);
+    assert_eq!(report.thawed, vec![ours.pod_dir.clone()]);
+    assert!(a.advances(), "the pod Schism froze runs again");
+    assert!(!b.advances(), "a pod someone else froze stays frozen");
+    assert!(journal.records().unwrap().0.is_empty());
+}
+
 #[test]
 fn pod_sharing_the_node_network_namespace_is_refused() {
     require("agent hostNetwork", NET_TOOLS);
@@ -234,7 +358,7 @@ fn pod_sharing_the_node_network_namespace_is_refused() {
 }
 
 #[test]
-fn start_up_reap_removes_leftovers_and_resumes_pods_paused_without_a_live_lease() {
+fn start_up_reap_removes_leftovers_and_resumes_only_what_schism_paused_without_a_live_lease() {
     require("agent reap", NET_TOOLS);
     let net = TestNet::new(3);
     let proc = two_pods(&net);
@@ -311,18 +435,49 @@ fn start_up_reap_removes_leftovers_and_resumes_pods_paused_without_a_live_lease(
         ],
     );
     assert!(net.unreachable(1, 0));
-    // Pod A was paused by the crashed agent and has no live lease; pod B is paused by a
-    // lease that is still live.
+    // The crashed agent had paused a process of pod A, whose lease is gone, and one of pod
+    // B, whose lease is live, and journalled both. A third process of pod A was stopped by
+    // someone else (a debugger), and a fourth record names a pid now used by a process
+    // Schism never stopped (its start time differs): neither is Schism's to resume.
     let paused_a = SleepingProcess::start();
     let paused_b = SleepingProcess::start();
-    for (process, uid, node) in [(&paused_a, POD_A, 0), (&paused_b, POD_B, 1)] {
+    let stopped_by_someone = SleepingProcess::start();
+    let reused = SleepingProcess::start();
+    for (process, uid, node) in [
+        (&paused_a, POD_A, 0),
+        (&paused_b, POD_B, 1),
+        (&stopped_by_someone, POD_A, 0),
+        (&reused, POD_A, 0),
+    ] {
         // SAFETY: plain syscall on a child this test started.
         unsafe { libc::kill(process.pid(), libc::SIGSTOP) };
         assert!(process.wait_for_state('T'));
         proc.pod_process(process.pid(), uid, &net.path(node), 'T');
     }
+    let journal_dir = proc.root().join("schism-pauses");
+    let journal = PauseJournal::open(&journal_dir).unwrap();
+    for (lease, process, uid, start_offset) in [
+        ("gone", &paused_a, POD_A, 0),
+        ("live", &paused_b, POD_B, 0),
+        ("reused", &reused, POD_A, 1),
+    ] {
+        let start_time = start_time_of(process.pid()) + start_offset;
+        journal
+            .record(&PauseRecord {
+                lease: format!("demo/{lease}"),
+                lease_uid: format!("uid-of-{lease}"),
+                pod_uid: uid.into(),
+                held: HeldPause::Processes {
+                    processes: vec![ProcessStamp {
+                        pid: process.pid(),
+                        start_time,
+                    }],
+                },
+            })
+            .unwrap();
+    }
 
-    let actuator = Actuator::new(proc.root());
+    let actuator = Actuator::new(proc.root()).with_journal(journal.clone());
     let snapshot = ProcSnapshot::scan(proc.root()).unwrap();
     let live_pods: HashSet<String> = [POD_B.to_string()].into();
     let report = actuator.reap_node(&snapshot, &live_pods);
@@ -342,6 +497,28 @@ fn start_up_reap_removes_leftovers_and_resumes_pods_paused_without_a_live_lease(
     assert_eq!(report.resumed, vec![paused_a.pid()]);
     assert!(paused_a.wait_for_state('S'));
     assert_eq!(paused_b.state(), 'T', "a pause with a live lease is kept");
+    assert_eq!(
+        stopped_by_someone.state(),
+        'T',
+        "a process Schism did not stop stays stopped"
+    );
+    assert_eq!(
+        reused.state(),
+        'T',
+        "a reused pid is not the process Schism stopped"
+    );
+    let left: Vec<String> = journal
+        .records()
+        .unwrap()
+        .0
+        .into_iter()
+        .map(|record| record.lease)
+        .collect();
+    assert_eq!(
+        left,
+        vec!["demo/live".to_string()],
+        "resumed and stale records are forgotten; the live lease's stays for the loop"
+    );
     let tables = net.exec(2, "nft", &["list", "tables"]);
     assert!(
         String::from_utf8_lossy(&tables.stdout).contains("schism_someone_elses"),

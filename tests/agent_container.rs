@@ -11,9 +11,12 @@
 //! discovery unit tests on a fake `/proc`.) The agent must find them by UID alone, cut a
 //! member off (etcd loses quorum there and regains it when the lease is deleted), delay a
 //! member's traffic (measured TCP round trips), revert at the deadline, and after a
-//! `docker kill` mid-fault the kernel lifts the partition by itself at the deadline (nft set
-//! element timeouts) while what only the reap removes — the NFQUEUE rule and the empty
-//! table — is removed by the restarted agent; a SIGTERM (a rollout) reverts at once.
+//! `docker kill` mid-fault the partition is lifted with no command, by its guard if it acts
+//! before the runtime kills it, else by the kernel at the deadline (nft set element timeouts),
+//! while what the guards did not get to before the runtime killed them too
+//! — the NFQUEUE rule, the empty table — is removed by the restarted agent; a pause freezes the member's pod cgroup through
+//! the node's cgroup filesystem, and a pod still frozen after the kill is thawed by the
+//! restarted agent from the pause journal on the node; a SIGTERM (a rollout) reverts at once.
 
 #[path = "support/apiserver/mod.rs"]
 mod apiserver;
@@ -37,7 +40,7 @@ use kube::Api;
 use kube::api::{DeleteParams, PostParams};
 use schism::api::{
     FaultLease, FaultLeaseSpec, KubeDuration, LEASE_FINALIZER, LEASE_NODE_LABEL, LeaseFault,
-    LeaseLatency, LeasePartition, LeasePod,
+    LeaseLatency, LeasePartition, LeasePause, LeasePod,
 };
 
 const NODE: &str = "node-a";
@@ -122,6 +125,32 @@ fn latency(delay: &str) -> LeaseFault {
         }),
         ..LeaseFault::default()
     }
+}
+
+fn pause() -> LeaseFault {
+    LeaseFault {
+        pause: Some(LeasePause {}),
+        ..LeaseFault::default()
+    }
+}
+
+fn mechanism(server: &ApiServer, name: &str) -> Option<String> {
+    server
+        .get(LEASES, Some(NAMESPACE), name)?
+        .pointer("/status/mechanism")?
+        .as_str()
+        .map(str::to_owned)
+}
+
+/// Whether a member's pod cgroup is frozen, as the host sees it: in the v2 hierarchy (which
+/// the agent prefers, and our hybrid engine also fills) or the v1 freezer.
+fn pod_frozen(pods: &EtcdPods, member: usize) -> bool {
+    let pod = format!("kubepods/besteffort/pod{}", pods.uids[member]);
+    let v2 = std::fs::read_to_string(format!("/sys/fs/cgroup/unified/{pod}/cgroup.events"))
+        .is_ok_and(|events| events.lines().any(|l| l.trim() == "frozen 1"));
+    let v1 = std::fs::read_to_string(format!("/sys/fs/cgroup/freezer/{pod}/freezer.state"))
+        .is_ok_and(|state| state.trim() == "FROZEN");
+    v2 || v1
 }
 
 fn phase(server: &ApiServer, name: &str) -> Option<String> {
@@ -276,7 +305,8 @@ async fn the_agent_container_cuts_and_delays_etcd_pods_found_by_uid_and_everythi
         "round trip after the deadline {after:?}"
     );
 
-    // The agent killed mid-fault: a partition of member 2 and latency on member 1.
+    // The agent killed mid-fault: a partition of member 2, latency on member 1 and a pause
+    // of member 0, which freezes its pod's cgroup.
     let deadline = Duration::from_secs(8);
     leases
         .create(
@@ -292,11 +322,34 @@ async fn the_agent_container_cuts_and_delays_etcd_pods_found_by_uid_and_everythi
         )
         .await
         .unwrap();
+    leases
+        .create(
+            &PostParams::default(),
+            &lease("pause-0", &pods, 0, pause(), deadline),
+        )
+        .await
+        .unwrap();
     let created = Instant::now();
-    wait_until("both Applied", Duration::from_secs(20), || {
-        phase(&server, "cut-2").as_deref() == Some("Applied")
-            && phase(&server, "slow-1b").as_deref() == Some("Applied")
+    wait_until("all three Applied", Duration::from_secs(20), || {
+        ["cut-2", "slow-1b", "pause-0"]
+            .iter()
+            .all(|name| phase(&server, name).as_deref() == Some("Applied"))
     })
+    .await;
+    assert_eq!(
+        mechanism(&server, "pause-0").as_deref(),
+        Some("freezer"),
+        "the pause froze the pod's cgroup"
+    );
+    assert!(
+        pod_frozen(&pods, 0),
+        "the kernel reports member 0's pod frozen"
+    );
+    wait_until(
+        "member 0 to stop answering",
+        Duration::from_secs(10),
+        || !pods.healthy(0),
+    )
     .await;
     wait_until("member 2 to lose quorum", Duration::from_secs(20), || {
         !pods.healthy(2)
@@ -311,22 +364,22 @@ async fn the_agent_container_cuts_and_delays_etcd_pods_found_by_uid_and_everythi
         || pods.healthy(2),
     )
     .await;
+    // Lifted either by the partition's guard, if it acted before the runtime killed it with
+    // the container, or else by the kernel at the deadline: both need no command.
     let lifted_at = created.elapsed();
-    assert!(
-        lifted_at + Duration::from_millis(500) >= deadline,
-        "lifted at {lifted_at:?}, before the deadline"
-    );
+    let lifted_by_guard = lifted_at + Duration::from_millis(500) < deadline;
+    // Each fault's guard wakes when the agent dies, but it lives in the agent's container,
+    // which the runtime kills as a whole: whether it removed its fault first is a race.
+    // Either way the partition's table is empty by now and the delay rule lets traffic
+    // through (`--queue-bypass`), and the restarted agent's reap below must leave nothing.
     let (tables, _) = leftovers(&pods, 2);
-    assert!(
-        tables.contains("schism"),
-        "the emptied table stays until the reap: {tables}"
-    );
-    // The delay's guard wakes when the agent dies, but it lives in the agent's container,
-    // which the runtime kills as a whole: whether it removed the rule first is a race. Either
-    // way the rule lets traffic through (`--queue-bypass`), and the restarted agent's reap
-    // below must leave nothing.
+    let table_outlived_kill = tables.contains("schism");
     let (_, rules_1) = leftovers(&pods, 1);
     let guard_was_first = !rules_1.contains("NFQUEUE");
+    // The same race for the pause's guard, after its deadline and grace have passed: a
+    // frozen cgroup outlives the container, and only the journal on the node tells the next
+    // agent that it was Schism's to thaw.
+    let frozen_after_kill = pod_frozen(&pods, 0);
     drop(first);
 
     let second = in_cluster.run(agent_pod, &agent_identity, &token);
@@ -341,9 +394,20 @@ async fn the_agent_container_cuts_and_delays_etcd_pods_found_by_uid_and_everythi
         },
     )
     .await;
-    wait_until("both leases Reverted", Duration::from_secs(20), || {
-        phase(&server, "cut-2").as_deref() == Some("Reverted")
-            && phase(&server, "slow-1b").as_deref() == Some("Reverted")
+    wait_until(
+        "the restarted agent thaws member 0",
+        Duration::from_secs(20),
+        || !pod_frozen(&pods, 0),
+    )
+    .await;
+    wait_until("all three leases Reverted", Duration::from_secs(20), || {
+        ["cut-2", "slow-1b", "pause-0"]
+            .iter()
+            .all(|name| phase(&server, name).as_deref() == Some("Reverted"))
+    })
+    .await;
+    wait_until("member 0 answers again", Duration::from_secs(30), || {
+        pods.healthy(0)
     })
     .await;
 
@@ -400,7 +464,10 @@ async fn the_agent_container_cuts_and_delays_etcd_pods_found_by_uid_and_everythi
          lease deleted -> released in {released_in:?}, quorum back {healed_in:?} after; \
          latency 100ms: round trip {before:?} -> {during:?} -> {after:?} after the deadline; \
          agent killed: round trip {delay_after_kill:?} (the NFQUEUE loop died, the bypass lets traffic through; \
-         the delay's guard removed the rule before its container went: {guard_was_first}), \
-         partition lifted by the kernel {lifted:?} after the kill, {lifted_at:?} after creation (deadline {deadline:?})"
+         the delay's guard removed the rule before its container went: {guard_was_first}; \
+         the partition's empty table outlived the kill: {table_outlived_kill}; \
+         the partition was lifted by its guard before the deadline: {lifted_by_guard}; \
+         member 0 still frozen when the next agent started: {frozen_after_kill}), \
+         partition lifted {lifted:?} after the kill, {lifted_at:?} after creation (deadline {deadline:?})"
     );
 }

@@ -91,7 +91,10 @@ impl RunningAgent {
         let (stop, stopped) = oneshot::channel();
         let config = AgentConfig {
             node_name: NODE.into(),
+            // Inside the fake root, removed with it; not a pid, so never scanned.
+            pause_journal: proc_root.join("schism-pauses"),
             proc_root,
+            cgroup_root: None,
             namespaces: vec![],
         };
         let metrics = std::sync::Arc::new(AgentMetrics::default());

@@ -506,8 +506,16 @@ pub fn run_flags(pod: &Value, container: &Value, identity: &PodIdentity<'_>) -> 
         } else if let Some(host) = volume.get("hostPath") {
             known(host, "hostPath", &["path", "type"]);
             let host_path = host["path"].as_str().expect("a hostPath path");
-            if host["type"] == "FileOrCreate" && !Path::new(host_path).exists() {
-                std::fs::write(host_path, "").unwrap();
+            match host["type"].as_str() {
+                Some("FileOrCreate") if !Path::new(host_path).exists() => {
+                    std::fs::write(host_path, "").unwrap();
+                }
+                Some("DirectoryOrCreate") => std::fs::create_dir_all(host_path).unwrap(),
+                Some("Directory") => assert!(
+                    Path::new(host_path).is_dir(),
+                    "hostPath {host_path} must be a directory on this machine"
+                ),
+                _ => {}
             }
             flags.push(format!("--volume={host_path}:{path}{read_only}"));
         } else {

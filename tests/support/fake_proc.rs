@@ -64,9 +64,20 @@ impl FakeProc {
         }
     }
 
-    /// Rewrites the state letter of a fake process.
+    /// Rewrites the state letter of a fake process. Its start time (field 22) is the real
+    /// process's, for a pid that is one, so a pid is told apart from a reused one as on a
+    /// real node.
     pub fn set_state(&self, pid: i32, state: char) {
-        let stat = format!("{pid} (fake {pid}) {state} 1 {pid} {pid} 0 -1");
+        let start_time = std::fs::read_to_string(format!("/proc/{pid}/stat"))
+            .ok()
+            .and_then(|stat| {
+                let fields = stat.rsplit_once(')')?.1.to_owned();
+                fields.split_whitespace().nth(19).map(str::to_owned)
+            })
+            .unwrap_or_else(|| "1".into());
+        let stat = format!(
+            "{pid} (fake {pid}) {state} 1 {pid} {pid} 0 -1 4194560 0 0 0 0 0 0 0 0 20 0 1 0 {start_time} 0 0"
+        );
         std::fs::write(self.root.join(pid.to_string()).join("stat"), stat).expect("write stat");
     }
 }

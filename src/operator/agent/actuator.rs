@@ -10,11 +10,14 @@ use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 use std::time::Instant;
 
+use super::cgroups::{locate_freezer, pod_cgroups};
 use super::decide::{FaultPlan, PlannedFault};
-use super::discovery::{NamespaceId, PodProcesses, ProcSnapshot};
+use super::discovery::{NamespaceId, PodProcesses, ProcSnapshot, process_state, start_time};
+use super::journal::{self, HeldPause, PauseJournal, PauseRecord, ProcessStamp};
 use crate::api::FaultLease;
 use crate::dataplane::{
-    self, AppliedFault, DataPlaneError, Netns, ProcessTarget, ReapedItem, reap_netns,
+    self, AppliedFault, DataPlaneError, Freezer, FreezerState, Netns, ProcessTarget, ReapedItem,
+    reap_netns,
 };
 
 /// Which lease a held fault belongs to.
@@ -82,6 +85,15 @@ pub enum ActuatorError {
         /// The pod UID.
         uid: String,
     },
+    /// The pause could not be written to the node's journal, so a restarted agent could
+    /// not tell it from someone else's: it is not made.
+    #[error("cannot record the pause in {dir}: {source}")]
+    Journal {
+        /// The journal's directory.
+        dir: PathBuf,
+        /// The I/O error.
+        source: std::io::Error,
+    },
     /// The data plane failed.
     #[error(transparent)]
     DataPlane(#[from] DataPlaneError),
@@ -94,13 +106,16 @@ pub struct ReapReport {
     pub namespaces: usize,
     /// Everything removed, with the namespace path it was removed from.
     pub removed: Vec<(PathBuf, ReapedItem)>,
-    /// Stopped processes of pods without a live lease that were sent SIGCONT.
+    /// Processes Schism had stopped, of pods without a live lease, that were sent SIGCONT.
     pub resumed: Vec<i32>,
+    /// Cgroups Schism had frozen, of pods without a live lease, that were thawed.
+    pub thawed: Vec<PathBuf>,
     /// What could not be reaped or resumed, for the log.
     pub failures: Vec<String>,
 }
 
-/// A fault this agent applied for one lease. A pause is one fault per process.
+/// A fault this agent applied for one lease. A pause is one freeze of the pod's cgroup, or
+/// one fault per process where the cgroup cannot be frozen.
 struct HeldFault {
     faults: Vec<AppliedFault>,
     mechanism: &'static str,
@@ -109,16 +124,35 @@ struct HeldFault {
 /// Applies and reverts lease faults on this node and remembers which it holds.
 pub struct Actuator {
     proc_root: PathBuf,
+    cgroup_root: Option<PathBuf>,
+    journal: Option<PauseJournal>,
     held: Mutex<HashMap<LeaseKey, HeldFault>>,
 }
 
 impl Actuator {
     /// An actuator that finds pods under `proc_root` (the host's `/proc` for a hostPID agent).
+    /// It pauses with signals and keeps no journal until told otherwise.
     pub fn new(proc_root: impl Into<PathBuf>) -> Self {
         Self {
             proc_root: proc_root.into(),
+            cgroup_root: None,
+            journal: None,
             held: Mutex::new(HashMap::new()),
         }
+    }
+
+    /// Pauses freeze the pod's cgroup, looked up under `cgroup_root` (the host's
+    /// `/sys/fs/cgroup`), where it can be found and frozen.
+    pub fn with_cgroup_root(mut self, cgroup_root: impl Into<PathBuf>) -> Self {
+        self.cgroup_root = Some(cgroup_root.into());
+        self
+    }
+
+    /// Every pause is recorded in `journal` before it is made, and the start-up reap resumes
+    /// only what the journal names.
+    pub fn with_journal(mut self, journal: PauseJournal) -> Self {
+        self.journal = Some(journal);
+        self
     }
 
     /// Where pods' processes are looked up.
@@ -160,7 +194,7 @@ impl Actuator {
     ) -> Result<&'static str, ActuatorError> {
         self.revert(key)?;
         let faults = match &plan.fault {
-            PlannedFault::Pause => pause_pod(pod, plan, deadline)?,
+            PlannedFault::Pause => self.pause_pod(key, pod, plan, deadline)?,
             PlannedFault::Partition(spec) => vec![dataplane::apply_partition(
                 &self.pod_netns(pod)?,
                 &plan.id,
@@ -208,6 +242,14 @@ impl Actuator {
                 first_error.get_or_insert(error);
             }
         }
+        if first_error.is_none()
+            && let Some(journal) = &self.journal
+            && let Err(error) = journal.forget(&key.uid)
+        {
+            // The pause is over; a record left behind makes a later reap look at a cgroup
+            // or process that is running, which it leaves alone.
+            tracing::warn!(lease = %key, %error, "cannot forget a reverted pause");
+        }
         match first_error {
             None => {
                 tracing::info!(lease = %key, "fault reverted");
@@ -226,8 +268,8 @@ impl Actuator {
     }
 
     /// The start-up reap: removes everything Schism installed in every pod's network
-    /// namespace of the snapshot (never the host's, nor one no pod is in), and resumes
-    /// stopped processes of pods whose UID is not in `live_pods`.
+    /// namespace of the snapshot (never the host's, nor one no pod is in), and resumes the
+    /// pauses the journal names whose pods' UIDs are not in `live_pods`.
     ///
     /// Faults of live leases are removed too and then applied fresh by the caller, so a
     /// restarted agent never leaves two copies of a fault (nor a qdisc without a watchdog).
@@ -249,28 +291,178 @@ impl Actuator {
                     .push(format!("reaping {}: {error}", path.display())),
             }
         }
-        for (uid, pid) in snapshot.stopped_pod_processes() {
-            if live_pods.contains(uid) {
-                continue;
+        self.resume_stale_pauses(live_pods, &mut report);
+        report
+    }
+
+    /// Resumes the pauses the journal names whose pods have no live lease, and forgets them.
+    /// Nothing the journal does not name is resumed: a process or cgroup stopped by someone
+    /// else is not Schism's.
+    fn resume_stale_pauses(&self, live_pods: &HashSet<String>, report: &mut ReapReport) {
+        let Some(journal) = &self.journal else {
+            return;
+        };
+        let records = match journal.records() {
+            Ok((records, unreadable)) => {
+                report.failures.extend(unreadable);
+                records
             }
-            // SAFETY: plain syscall; pid > 0 comes from a /proc directory name.
-            if unsafe { libc::kill(pid, libc::SIGCONT) } == 0 {
-                tracing::info!(
-                    pid,
-                    pod = uid,
-                    "resumed a process paused without a live lease"
-                );
-                report.resumed.push(pid);
-            } else {
-                let error = std::io::Error::last_os_error();
-                if error.raw_os_error() != Some(libc::ESRCH) {
-                    report
-                        .failures
-                        .push(format!("SIGCONT to process {pid} of pod {uid}: {error}"));
+            Err(error) => {
+                report.failures.push(format!(
+                    "reading the pause journal {}: {error}",
+                    journal.dir().display()
+                ));
+                return;
+            }
+        };
+        for record in journal::stale(&records, live_pods) {
+            match &record.held {
+                // Only a cgroup under the node's cgroup root is the agent's to write to.
+                HeldPause::Freezer { dir }
+                    if !self.cgroup_root.as_deref().is_some_and(|root| {
+                        dir.starts_with(root)
+                            && !dir
+                                .components()
+                                .any(|c| c == std::path::Component::ParentDir)
+                    }) =>
+                {
+                    report.failures.push(format!(
+                        "the pause of {} names {}, which is not under the cgroup root",
+                        record.lease,
+                        dir.display()
+                    ));
+                }
+                HeldPause::Freezer { dir } => match Freezer::at(dir) {
+                    // Gone with its pod.
+                    None => {}
+                    Some(freezer) => match freezer.state() {
+                        Ok(FreezerState::Thawed) => {}
+                        Ok(_) => match freezer.thaw() {
+                            Ok(()) => {
+                                tracing::info!(lease = %record.lease, cgroup = %dir.display(), "thawed a pod Schism froze");
+                                report.thawed.push(dir.clone());
+                            }
+                            Err(error) => report
+                                .failures
+                                .push(format!("thawing {}: {error}", dir.display())),
+                        },
+                        Err(error) => report
+                            .failures
+                            .push(format!("reading {}: {error}", dir.display())),
+                    },
+                },
+                HeldPause::Processes { processes } => {
+                    for stamp in processes {
+                        self.resume_if_same(record, *stamp, report);
+                    }
                 }
             }
+            if let Err(error) = journal.forget(&record.lease_uid) {
+                report
+                    .failures
+                    .push(format!("forgetting the pause of {}: {error}", record.lease));
+            }
         }
-        report
+    }
+
+    /// Sends SIGCONT to a process Schism stopped if it is still that process (same start
+    /// time) and still stopped.
+    fn resume_if_same(&self, record: &PauseRecord, stamp: ProcessStamp, report: &mut ReapReport) {
+        let Some((state, started)) = self.stamp_now(stamp.pid) else {
+            return;
+        };
+        if started != stamp.start_time || state != 'T' {
+            return;
+        }
+        // SAFETY: plain syscall; the pid is a process Schism stopped, checked just above.
+        if unsafe { libc::kill(stamp.pid, libc::SIGCONT) } == 0 {
+            tracing::info!(pid = stamp.pid, lease = %record.lease, "resumed a process Schism stopped");
+            report.resumed.push(stamp.pid);
+        } else {
+            let error = std::io::Error::last_os_error();
+            if error.raw_os_error() != Some(libc::ESRCH) {
+                report.failures.push(format!(
+                    "SIGCONT to process {} of pod {}: {error}",
+                    stamp.pid, record.pod_uid
+                ));
+            }
+        }
+    }
+
+    /// The state letter and start time of a process, read under the proc root.
+    fn stamp_now(&self, pid: i32) -> Option<(char, u64)> {
+        let stat =
+            std::fs::read_to_string(self.proc_root.join(pid.to_string()).join("stat")).ok()?;
+        Some((process_state(&stat)?, start_time(&stat)?))
+    }
+
+    /// Pauses the pod: freezes its cgroup where it can be found, else SIGSTOPs each of its
+    /// processes (never the agent itself). The pause is journalled first.
+    fn pause_pod(
+        &self,
+        key: &LeaseKey,
+        pod: &PodProcesses,
+        plan: &FaultPlan,
+        deadline: Instant,
+    ) -> Result<Vec<AppliedFault>, ActuatorError> {
+        let own_pid = i32::try_from(std::process::id()).unwrap_or(i32::MAX);
+        // A pod the agent is in is never frozen whole: the agent would freeze itself.
+        let freezer = self
+            .cgroup_root
+            .as_deref()
+            .filter(|_| !pod.pids.contains(&own_pid))
+            .and_then(|root| self.pod_freezer(root, pod));
+        let pids: Vec<i32> = pod.pids.iter().copied().filter(|&p| p != own_pid).collect();
+        let held = match &freezer {
+            Some(freezer) => HeldPause::Freezer {
+                dir: freezer.dir().to_path_buf(),
+            },
+            None => HeldPause::Processes {
+                processes: pids
+                    .iter()
+                    .filter_map(|&pid| {
+                        let (_, start_time) = self.stamp_now(pid)?;
+                        Some(ProcessStamp { pid, start_time })
+                    })
+                    .collect(),
+            },
+        };
+        if let Some(journal) = &self.journal {
+            let record = PauseRecord {
+                lease: key.to_string(),
+                lease_uid: key.uid.clone(),
+                pod_uid: pod.uid.clone(),
+                held,
+            };
+            journal
+                .record(&record)
+                .map_err(|source| ActuatorError::Journal {
+                    dir: journal.dir().to_path_buf(),
+                    source,
+                })?;
+        }
+        let paused = match &freezer {
+            Some(freezer) => dataplane::freeze_cgroup(freezer, &plan.id, deadline)
+                .map(|fault| vec![fault])
+                .map_err(ActuatorError::from),
+            None => signal_pause(&pod.uid, &pids, plan, deadline),
+        };
+        if paused.is_err()
+            && let Some(journal) = &self.journal
+        {
+            let _ = journal.forget(&key.uid);
+        }
+        paused
+    }
+
+    /// The freezer of the pod's cgroup, from the cgroup file of its first process that names
+    /// one that exists.
+    fn pod_freezer(&self, cgroup_root: &Path, pod: &PodProcesses) -> Option<Freezer> {
+        pod.pids.iter().find_map(|pid| {
+            let file = std::fs::read_to_string(self.proc_root.join(pid.to_string()).join("cgroup"))
+                .ok()?;
+            locate_freezer(cgroup_root, &pod_cgroups(&file, &pod.uid))
+        })
     }
 
     /// Opens the pod's network namespace, refusing the node's own.
@@ -303,16 +495,16 @@ impl Actuator {
     }
 }
 
-/// SIGSTOPs every process of the pod (never the agent itself), each with its own SIGCONT at
-/// the deadline. Processes that exited since the scan are skipped.
-fn pause_pod(
-    pod: &PodProcesses,
+/// SIGSTOPs each of `pids`, each with its own SIGCONT at the deadline. Processes that exited
+/// since the scan are skipped.
+fn signal_pause(
+    uid: &str,
+    pids: &[i32],
     plan: &FaultPlan,
     deadline: Instant,
 ) -> Result<Vec<AppliedFault>, ActuatorError> {
-    let own_pid = i32::try_from(std::process::id()).unwrap_or(i32::MAX);
     let mut paused = Vec::new();
-    for &pid in pod.pids.iter().filter(|&&pid| pid != own_pid) {
+    for &pid in pids {
         match dataplane::pause_process(ProcessTarget::Pid(pid), &plan.id, deadline) {
             Ok(fault) => paused.push(fault),
             Err(DataPlaneError::Signal { source, .. })
@@ -325,7 +517,7 @@ fn pause_pod(
     }
     if paused.is_empty() {
         return Err(ActuatorError::NoProcess {
-            uid: pod.uid.clone(),
+            uid: uid.to_owned(),
         });
     }
     Ok(paused)

@@ -48,8 +48,6 @@ pub struct ProcessEntry {
     pub pod_uid: Option<String>,
     /// Its network namespace, when readable.
     pub netns: Option<NamespaceId>,
-    /// Whether it is stopped by a signal (state `T`), as a paused pod's processes are.
-    pub stopped: bool,
 }
 
 /// The processes of one pod on this node.
@@ -102,15 +100,10 @@ impl ProcSnapshot {
             let Ok(cgroup) = std::fs::read_to_string(dir.join("cgroup")) else {
                 continue;
             };
-            let stopped = std::fs::read_to_string(dir.join("stat"))
-                .ok()
-                .and_then(|stat| process_state(&stat))
-                == Some('T');
             processes.push(ProcessEntry {
                 pid,
                 pod_uid: pod_uid_in_cgroup(&cgroup),
                 netns: NamespaceId::of(&dir.join("ns/net")).ok(),
-                stopped,
             });
         }
         processes.sort_by_key(|process| process.pid);
@@ -171,15 +164,6 @@ impl ProcSnapshot {
         unique.into_iter().collect()
     }
 
-    /// Stopped processes of pods, as `(pod uid, pid)`.
-    pub fn stopped_pod_processes(&self) -> Vec<(&str, i32)> {
-        self.processes
-            .iter()
-            .filter(|process| process.stopped)
-            .filter_map(|process| Some((process.pod_uid.as_deref()?, process.pid)))
-            .collect()
-    }
-
     /// The namespace of PID 1 under the root: the host's network namespace.
     fn host_namespace(&self) -> Option<NamespaceId> {
         self.processes
@@ -204,7 +188,7 @@ pub fn pod_uid_in_cgroup(cgroup: &str) -> Option<String> {
 }
 
 /// The pod UID in one cgroup path segment, in either the cgroupfs or the systemd layout.
-fn pod_uid_in_segment(segment: &str) -> Option<String> {
+pub(super) fn pod_uid_in_segment(segment: &str) -> Option<String> {
     if let Some(uid) = segment.strip_prefix("pod") {
         return is_uid(uid, '-').then(|| uid.to_ascii_lowercase());
     }
@@ -234,6 +218,18 @@ fn normalize_uid(uid: &str) -> Option<String> {
 /// spaces and parentheses, so the state is read after the last `)`.
 pub fn process_state(stat: &str) -> Option<char> {
     stat.rsplit_once(')')?.1.trim_start().chars().next()
+}
+
+/// The start time in `/proc/<pid>/stat` (field 22, clock ticks since boot): with the pid, it
+/// names one process, as a pid alone does not once it is reused.
+pub fn start_time(stat: &str) -> Option<u64> {
+    // After the command name, fields start at 3 (the state): field 22 is the 20th.
+    stat.rsplit_once(')')?
+        .1
+        .split_whitespace()
+        .nth(19)?
+        .parse()
+        .ok()
 }
 
 #[cfg(test)]
@@ -314,6 +310,14 @@ mod tests {
         assert_eq!(process_state("42 (etcd) S 1 42 42 0"), Some('S'));
         assert_eq!(process_state("42 (odd) name) T 1 42"), Some('T'));
         assert_eq!(process_state("garbage"), None);
+    }
+
+    #[test]
+    fn start_time_is_field_22() {
+        let stat =
+            "42 (odd) name) S 1 42 42 0 -1 4194560 100 0 0 0 5 3 0 0 20 0 1 0 987654 1000 10";
+        assert_eq!(start_time(stat), Some(987_654));
+        assert_eq!(start_time("42 (short) S 1 2"), None);
     }
 
     /// A fake proc root in a temporary directory, removed on drop.
@@ -419,12 +423,6 @@ mod tests {
             namespaces.len(),
             2,
             "pod and other pod, each once; not the host's"
-        );
-
-        assert_eq!(
-            snapshot.stopped_pod_processes(),
-            vec![(OTHER_UID, 400)],
-            "only stopped processes of pods, not the stopped host process"
         );
     }
 

@@ -4,13 +4,17 @@
 //!
 //! * [`decide`] — pure: what to do with one lease, given the clock and local state;
 //! * [`discovery`] — a pod's processes and network namespace from `/proc/*/cgroup`;
+//! * [`cgroups`] — a pod's cgroup on the node, for freezing it;
+//! * [`journal`] — the node's record of the pauses the agent holds, which outlives it;
 //! * [`actuator`] — applies, reverts and reaps with the data plane;
 //! * [`metrics`] — what it counts, on `/metrics`, with `/healthz` and `/readyz`;
 //! * [`run`] — the kube-runtime loop, the status and finalizer writes, and the Events.
 
 pub mod actuator;
+pub mod cgroups;
 pub mod decide;
 pub mod discovery;
+pub mod journal;
 pub mod metrics;
 pub mod run;
 

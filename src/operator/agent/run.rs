@@ -25,6 +25,7 @@ use kube::runtime::events::EventType;
 
 use super::actuator::{Actuator, LeaseKey};
 use super::decide::{AgentAction, LocalState, deadline_instant, decide, is_live, recheck_after};
+use super::journal::PauseJournal;
 use super::metrics::AgentMetrics;
 use crate::api::{FaultLease, LEASE_FINALIZER, LEASE_NODE_LABEL};
 use crate::operator::events::EventSink;
@@ -45,6 +46,15 @@ pub struct AgentArgs {
     /// Where the host's /proc is visible (with hostPID, the agent's own /proc).
     #[arg(long, default_value = "/proc")]
     pub proc_root: PathBuf,
+    /// Where the node's cgroup filesystem is visible, writable: pauses freeze the pod's
+    /// cgroup there (forks included). Where no pod cgroup is found, pauses fall back to
+    /// SIGSTOP of each process; `none` always uses SIGSTOP.
+    #[arg(long, default_value = "/sys/fs/cgroup")]
+    pub cgroup_root: PathBuf,
+    /// A directory on the node (not in the container) where every pause is recorded before it
+    /// is made, so a restarted agent resumes what Schism paused and nothing else.
+    #[arg(long, default_value = "/run/schism-agent/pauses")]
+    pub pause_journal: PathBuf,
     /// Watch leases only in these namespaces (comma-separated); all namespaces by default.
     #[arg(long, value_delimiter = ',')]
     pub namespaces: Vec<String>,
@@ -60,6 +70,10 @@ pub struct AgentConfig {
     pub node_name: String,
     /// Where the host's processes are listed.
     pub proc_root: PathBuf,
+    /// Where pods' cgroups are looked up for freezing; `None`: pauses use SIGSTOP.
+    pub cgroup_root: Option<PathBuf>,
+    /// Where pauses are journalled.
+    pub pause_journal: PathBuf,
     /// Namespaces to watch; empty means all.
     pub namespaces: Vec<String>,
 }
@@ -69,6 +83,8 @@ impl From<&AgentArgs> for AgentConfig {
         Self {
             node_name: args.node_name.clone(),
             proc_root: args.proc_root.clone(),
+            cgroup_root: Some(args.cgroup_root.clone()).filter(|root| root.as_os_str() != "none"),
+            pause_journal: args.pause_journal.clone(),
             namespaces: args.namespaces.clone(),
         }
     }
@@ -90,6 +106,14 @@ pub enum AgentError {
     Proc {
         /// The proc root.
         proc_root: PathBuf,
+        /// The OS error.
+        source: std::io::Error,
+    },
+    /// The pause journal's directory could not be made.
+    #[error("cannot open the pause journal {dir}: {source} (mount a hostPath directory there)")]
+    Journal {
+        /// The directory.
+        dir: PathBuf,
         /// The OS error.
         source: std::io::Error,
     },
@@ -192,7 +216,16 @@ pub async fn run_agent(
     metrics: Arc<AgentMetrics>,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), AgentError> {
-    let actuator = Arc::new(Actuator::new(config.proc_root.clone()));
+    let journal =
+        PauseJournal::open(&config.pause_journal).map_err(|source| AgentError::Journal {
+            dir: config.pause_journal.clone(),
+            source,
+        })?;
+    let mut actuator = Actuator::new(config.proc_root.clone()).with_journal(journal);
+    if let Some(cgroup_root) = &config.cgroup_root {
+        actuator = actuator.with_cgroup_root(cgroup_root);
+    }
+    let actuator = Arc::new(actuator);
     let selector = format!(
         "{LEASE_NODE_LABEL}={}",
         crate::api::node_label_value(&config.node_name)
@@ -251,8 +284,9 @@ pub async fn run_agent(
     Ok(())
 }
 
-/// Before applying anything: remove every Schism rule, qdisc and pause on the node, keeping
-/// pauses of pods whose lease is live (their faults are applied fresh by the loop).
+/// Before applying anything: remove every Schism rule and qdisc on the node, and resume the
+/// journalled pauses of pods whose lease is not live (live ones are applied fresh by the
+/// loop).
 async fn reap_at_start(
     apis: &[Api<FaultLease>],
     selector: &str,
@@ -296,6 +330,7 @@ async fn reap_at_start(
         namespaces = report.namespaces,
         removed = report.removed.len(),
         resumed = report.resumed.len(),
+        thawed = report.thawed.len(),
         "start-up reap done"
     );
     Ok(())
