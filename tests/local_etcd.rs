@@ -198,12 +198,38 @@ fn reaches(cluster: &LocalCluster, from: usize, to: usize) -> bool {
         .success()
 }
 
-/// The state letter of a process (`T` when stopped), from `/proc/PID/stat`.
-fn process_state(pid: u32) -> char {
+/// Whether a node process is paused: frozen in its cgroup (v2 `cgroup.events`, v1
+/// `freezer.state`), or stopped by a signal where it has none.
+fn paused(pid: u32) -> bool {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-    stat.rsplit_once(") ")
-        .and_then(|(_, rest)| rest.chars().next())
-        .unwrap_or('?')
+    if stat
+        .rsplit_once(") ")
+        .is_some_and(|(_, rest)| rest.starts_with('T'))
+    {
+        return true;
+    }
+    let cgroup = std::fs::read_to_string(format!("/proc/{pid}/cgroup")).unwrap_or_default();
+    cgroup.lines().any(|line| {
+        let mut fields = line.splitn(3, ':');
+        let (id, controllers, path) = (
+            fields.next().unwrap_or(""),
+            fields.next().unwrap_or(""),
+            fields.next().unwrap_or(""),
+        );
+        if id == "0" && controllers.is_empty() {
+            ["/sys/fs/cgroup", "/sys/fs/cgroup/unified"]
+                .iter()
+                .any(|root| {
+                    std::fs::read_to_string(format!("{root}{path}/cgroup.events"))
+                        .is_ok_and(|events| events.lines().any(|l| l == "frozen 1"))
+                })
+        } else if controllers.split(',').any(|c| c == "freezer") {
+            std::fs::read_to_string(format!("/sys/fs/cgroup/freezer{path}/freezer.state"))
+                .is_ok_and(|state| state.trim() == "FROZEN")
+        } else {
+            false
+        }
+    })
 }
 
 async fn wait_until(what: &str, limit: Duration, mut check: impl FnMut() -> bool) {
@@ -283,19 +309,19 @@ fn a_member_restarted_inside_a_partition_stays_cut_from_both_sides_and_inside_a_
         // A pause of n2, then n2 killed and restarted: the new process is paused too.
         let freeze = instance("freeze", FaultAction::Pause, vec![1], true);
         backend.inject(2, &freeze, deadline).await.expect("pause");
-        let paused = cluster.node_pid(1).unwrap();
-        assert_eq!(process_state(paused), 'T');
+        let first_paused = cluster.node_pid(1).unwrap();
+        assert!(paused(first_paused), "n2 is paused");
         let kill = instance("kill-paused", FaultAction::Kill { grace: Duration::ZERO }, vec![1], false);
         backend.inject(3, &kill, deadline).await.expect("kill");
         wait_until("n2 restarted and paused again", Duration::from_secs(20), || {
-            cluster.node_pid(1).is_some_and(|pid| pid != paused && process_state(pid) == 'T')
+            cluster.node_pid(1).is_some_and(|pid| pid != first_paused && paused(pid))
         })
         .await;
         let notes = backend.notes(2);
         assert!(notes.iter().any(|n| n.contains("paused again")), "{notes:?}");
         backend.heal(2, &freeze).await.expect("heal the pause");
         let resumed = cluster.node_pid(1).unwrap();
-        wait_until("n2 runs", Duration::from_secs(5), || process_state(resumed) != 'T').await;
+        wait_until("n2 runs", Duration::from_secs(5), || !paused(resumed)).await;
         assert!(backend.heal_all().await.is_empty());
         drop(backend);
         let cluster = Arc::try_unwrap(cluster).ok().expect("the backend let go of the cluster");

@@ -4,7 +4,7 @@
 mod support;
 
 use std::io::{BufRead, BufReader};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -150,6 +150,69 @@ fn bad_configuration_is_rejected_before_anything_is_created() {
     );
 }
 
+/// A node whose command starts a counter in a session of its own (out of the node's process
+/// group, as a daemonising child is) before it becomes a Redis server.
+const REDIS_WITH_A_DAEMON: &str = "setsid sh -c 'i=0; while :; do i=$((i+1)); echo $i > {dataDir}/count; sleep 0.02; done' & exec redis-server --port 7003 --bind {ip} --save '' --appendonly no --protected-mode no --dir {dataDir}";
+
+fn count_in(dir: &Path) -> u64 {
+    std::fs::read_to_string(dir.join("count"))
+        .ok()
+        .and_then(|s| s.trim().parse().ok())
+        .unwrap_or(0)
+}
+
+/// Whether the count rises within half a second.
+fn counting(dir: &Path) -> bool {
+    let before = count_in(dir);
+    wait_until(Duration::from_millis(500), || count_in(dir) > before)
+}
+
+#[test]
+fn a_paused_node_freezes_everything_it_runs_and_teardown_finds_what_left_its_group() {
+    require("node cgroups", &["ip", "nft", "redis-server", "setsid"]);
+    let rt = runtime();
+    let config = LocalClusterConfig::new(1, REDIS_WITH_A_DAEMON, ReadyCheck::Tcp { port: 7003 });
+    let cluster = rt.block_on(LocalCluster::start(config)).unwrap();
+    let data = cluster.nodes()[0].data_dir.clone();
+    assert!(counting(&data), "the daemon counts");
+    let cgroup = cgroups_of(cluster.run_id());
+    assert_eq!(cgroup.len(), 1, "the run has its cgroup: {cgroup:?}");
+    let node_cgroup = cgroup[0].join("n1");
+    let members = std::fs::read_to_string(node_cgroup.join("cgroup.procs")).unwrap();
+    assert!(
+        members.lines().count() >= 2,
+        "the server and the daemon are in the node's cgroup: {members}"
+    );
+
+    let pause = cluster
+        .pause_node(
+            0,
+            &FaultId::new("stop").unwrap(),
+            Instant::now() + Duration::from_secs(60),
+        )
+        .unwrap();
+    assert_eq!(pause.kind().mechanism(), "freezer");
+    assert!(
+        !counting(&data),
+        "the daemon outside the node's process group is frozen too (SIGSTOP of the group would miss it)"
+    );
+    pause.heal().unwrap();
+    assert!(counting(&data), "thawed, it counts again");
+
+    let daemons: Vec<String> = std::fs::read_to_string(node_cgroup.join("cgroup.procs"))
+        .unwrap()
+        .lines()
+        .map(str::to_string)
+        .collect();
+    let run_id = cluster.run_id().to_string();
+    cluster.teardown();
+    assert!(
+        daemons.iter().all(|pid| !alive(pid)),
+        "teardown killed every process of the node's cgroup: {daemons:?}"
+    );
+    assert!(cgroups_of(&run_id).is_empty(), "and removed the cgroups");
+}
+
 const REDIS: &str = "redis-server --port 7002 --bind {ip} --save '' --appendonly no --protected-mode no --dir {dataDir}";
 
 const RUNNER_ENV: &str = "SCHISM_TEST_LOCAL_RUNNER";
@@ -181,12 +244,34 @@ fn helper_runner_process_that_is_killed_mid_fault() {
             deadline,
         )
         .unwrap();
+    // A frozen node too: the guard thaws it before the kill, cleanup before its own.
+    let pause = cluster
+        .pause_node(2, &FaultId::new("stop").unwrap(), deadline)
+        .unwrap();
+    assert_eq!(
+        pause.kind().mechanism(),
+        "freezer",
+        "each node has a cgroup"
+    );
     let pids: Vec<String> = (0..3)
         .map(|n| cluster.node_pid(n).unwrap().to_string())
         .collect();
     println!("RUN {} {}", cluster.run_id(), pids.join(" "));
     std::thread::sleep(Duration::from_secs(600));
-    drop((partition, latency, cluster));
+    drop((partition, latency, pause, cluster));
+}
+
+/// The run's node cgroups, wherever the machine keeps them, if any exist.
+fn cgroups_of(run_id: &str) -> Vec<PathBuf> {
+    [
+        "/sys/fs/cgroup",
+        "/sys/fs/cgroup/unified",
+        "/sys/fs/cgroup/freezer",
+    ]
+    .iter()
+    .map(|root| Path::new(root).join("schism").join(run_id))
+    .filter(|dir| dir.exists())
+    .collect()
 }
 
 fn alive(pid: &str) -> bool {
@@ -309,15 +394,17 @@ fn kill_9_of_the_runner_mid_fault_leaves_nothing_with_no_further_command() {
     assert!(
         wait_until(Duration::from_secs(5), || namespaces_of(&run_id).is_empty()
             && !killed.node_pids.iter().any(|pid| alive(pid))
-            && !Path::new("/run/schism").join(&run_id).exists()),
-        "left: namespaces {:?}, nodes alive {:?}, record {}",
+            && !Path::new("/run/schism").join(&run_id).exists()
+            && cgroups_of(&run_id).is_empty()),
+        "left: namespaces {:?}, nodes alive {:?}, record {}, cgroups {:?}",
         namespaces_of(&run_id),
         killed
             .node_pids
             .iter()
             .filter(|pid| alive(pid))
             .collect::<Vec<_>>(),
-        Path::new("/run/schism").join(&run_id).exists()
+        Path::new("/run/schism").join(&run_id).exists(),
+        cgroups_of(&run_id)
     );
     assert!(
         wait_until(Duration::from_secs(5), || guards
@@ -381,8 +468,15 @@ fn kill_9_of_the_runner_and_its_guards_mid_fault_then_cleanup_leaves_nothing() {
         5,
         "{text}"
     );
+    assert!(
+        run.removed
+            .iter()
+            .any(|line| line.starts_with("cgroup ") && line.contains(&run_id)),
+        "{text}"
+    );
     assert!(namespaces_of(&run_id).is_empty());
     assert!(!Path::new("/run/schism").join(&run_id).exists());
+    assert!(cgroups_of(&run_id).is_empty(), "{:?}", cgroups_of(&run_id));
     let again = cleanup_crashed_runs().unwrap();
     assert!(again.runs.iter().all(|run| run.run_id != run_id));
 }

@@ -21,6 +21,7 @@ use crate::faultplan::PartitionPlan;
 
 use super::deadman;
 use super::identity::RunAs;
+use super::node_cgroups::{NodeCgroups, remove_node_cgroups};
 use super::record::{
     NETNS_PREFIX, RunRecord, RunsLock, cleanup_crashed_runs, remove_run_resources, subnets_in_use,
 };
@@ -95,6 +96,8 @@ struct Inner {
     client_ip: Ipv4Addr,
     namespaces: Vec<String>,
     data_dirs: Vec<PathBuf>,
+    /// A cgroup per node, where the machine allows it.
+    cgroups: Option<NodeCgroups>,
     work_dir: PathBuf,
     processes: Vec<Mutex<NodeProcess>>,
     spawner: Mutex<Option<Spawner>>,
@@ -341,6 +344,8 @@ impl LocalCluster {
             .iter()
             .map(|name| work_dir.join(name).join("data"))
             .collect();
+        // Made under the lock, with the record, so cleanup never sees one without the other.
+        let cgroups = NodeCgroups::create(&run_id, &node_names);
         let record = RunRecord {
             run_id: run_id.clone(),
             owner_pid: std::process::id(),
@@ -348,8 +353,14 @@ impl LocalCluster {
             subnet,
             namespaces: namespaces.clone(),
             data_dirs: data_dirs.clone(),
+            cgroup_dir: cgroups.as_ref().map(|c| c.run_dir().to_path_buf()),
         };
-        record.write()?;
+        if let Err(error) = record.write() {
+            if let Some(cgroups) = &cgroups {
+                remove_node_cgroups(&cgroups.dirs());
+            }
+            return Err(error);
+        }
         drop(lock);
 
         let processes = (0..config.nodes)
@@ -364,6 +375,7 @@ impl LocalCluster {
             client_ip: subnet.client_address(),
             namespaces,
             data_dirs,
+            cgroups,
             work_dir: work_dir.clone(),
             processes,
             spawner: Mutex::new(None),
@@ -609,6 +621,9 @@ impl LocalCluster {
             .stderr(stderr)
             .process_group(0);
         this.netns.enter_in_child(&mut command);
+        if let Some(cgroups) = &inner.cgroups {
+            cgroups.join_in_child(node, &mut command)?;
+        }
         if let Some(user) = &inner.run_as {
             // Before the parent-death signal: changing credentials clears it.
             user.apply(&mut command);
@@ -720,6 +735,14 @@ impl LocalCluster {
         if let Err(error) = dataplane::kill_process(group) {
             tracing::debug!(%error, node = %name, "kill of an already exited node");
         }
+        if let Some(freezer) = self.inner.cgroups.as_ref().and_then(|c| c.freezer(node)) {
+            // Killed first, then thawed: a frozen node (v1) takes its SIGKILL as it thaws,
+            // before it runs again, and the restarted node is not born frozen (a pause in
+            // force is taken up again once it is ready, as for a recreated pod).
+            if let Err(error) = freezer.thaw() {
+                tracing::warn!(%error, node = %name, "cannot thaw a killed node's cgroup");
+            }
+        }
         self.inner.rearm();
         tokio::task::spawn_blocking(move || child.wait())
             .await
@@ -742,8 +765,9 @@ impl LocalCluster {
         self.restart_node(node).await
     }
 
-    /// SIGSTOPs node `node`'s process group; it is resumed when the fault is healed, dropped,
-    /// or at `deadline`.
+    /// Freezes node `node`'s cgroup (everything the node runs, forks included), or where it
+    /// has none SIGSTOPs its process group; it resumes when the fault is healed, dropped, or
+    /// at `deadline`.
     pub fn pause_node(
         &self,
         node: usize,
@@ -756,6 +780,9 @@ impl LocalCluster {
                 self.node(node).map(|n| n.name.as_str()).unwrap_or("?")
             ))
         })?;
+        if let Some(freezer) = self.inner.cgroups.as_ref().and_then(|c| c.freezer(node)) {
+            return Ok(dataplane::freeze_cgroup(freezer, id, deadline)?);
+        }
         Ok(dataplane::pause_process(
             ProcessTarget::Group(pid as i32),
             id,
@@ -916,6 +943,7 @@ impl Inner {
         deadman::RunHoldings {
             run_id: &self.run_id,
             node_groups,
+            cgroups: self.cgroups.as_ref(),
             namespaces: &self.namespaces,
             data_dirs: &self.data_dirs,
         }
@@ -967,6 +995,9 @@ impl Inner {
                     child.id()
                 ));
             }
+        }
+        if let Some(cgroups) = &self.cgroups {
+            removed.extend(remove_node_cgroups(&cgroups.dirs()));
         }
         removed.extend(remove_run_resources(&self.namespaces, &self.data_dirs));
         RunRecord::remove(&self.run_id);

@@ -6,7 +6,8 @@
 //! unguarded). When it fires it kills every node's process group (the nodes themselves die
 //! with their owner by `PR_SET_PDEATHSIG`, but not what they started), deletes the run's
 //! namespaces (and with them every veth, the bridge and every rule inside), its data
-//! directories and its record, in that order: exactly what a normal teardown removes. A
+//! directories, its node cgroups (thawed before the kill, emptied after it) and its record,
+//! in that order: exactly what a normal teardown removes. A
 //! normal teardown disarms it at the end, so an owner killed during its own teardown still
 //! leaves nothing. `schism cleanup` remains for what a guard cannot cover (a guard killed
 //! together with its owner, a reboot mid-run leaves nothing anyway).
@@ -16,12 +17,14 @@ use std::path::{Path, PathBuf};
 use crate::dataplane::{Guard, ProcessTarget, Tool, UndoStep};
 
 use super::LocalError;
+use super::node_cgroups::NodeCgroups;
 use super::record::RUNS_DIR;
 
 /// What a run holds, as the guard needs it.
 pub(crate) struct RunHoldings<'a> {
     pub run_id: &'a str,
     pub node_groups: Vec<i32>,
+    pub cgroups: Option<&'a NodeCgroups>,
     pub namespaces: &'a [String],
     pub data_dirs: &'a [PathBuf],
 }
@@ -30,30 +33,47 @@ pub(crate) struct RunHoldings<'a> {
 /// two programs).
 pub(crate) fn undo_steps(run: &RunHoldings<'_>) -> Result<Vec<UndoStep>, LocalError> {
     let ip = Tool::Ip.locate()?;
-    let rm = locate_rm()?;
-    let mut steps: Vec<UndoStep> = run
-        .node_groups
-        .iter()
-        .map(|&group| UndoStep::Kill(ProcessTarget::Group(group)))
-        .collect();
+    let rm = locate("rm")?;
+    let rmdir = locate("rmdir")?;
+    let mut steps: Vec<UndoStep> = run.cgroups.map(NodeCgroups::thaw_steps).unwrap_or_default();
+    steps.extend(
+        run.node_groups
+            .iter()
+            .map(|&group| UndoStep::Kill(ProcessTarget::Group(group))),
+    );
+    steps.extend(run.cgroups.map(NodeCgroups::kill_steps).unwrap_or_default());
     steps.extend(run.namespaces.iter().map(|name| UndoStep::Run {
         netns: None,
         program: ip.clone(),
         args: vec!["netns".into(), "del".into(), name.clone()],
     }));
-    let mut doomed: Vec<String> = run
-        .data_dirs
-        .iter()
-        .map(|dir| dir.display().to_string())
-        .collect();
-    doomed.push(Path::new(RUNS_DIR).join(run.run_id).display().to_string());
-    for path in doomed {
+    for dir in run.data_dirs {
         steps.push(UndoStep::Run {
             netns: None,
             program: rm.clone(),
-            args: vec!["-rf".into(), "--".into(), path],
+            args: vec!["-rf".into(), "--".into(), dir.display().to_string()],
         });
     }
+    // The killed nodes have had the namespace and directory removals to exit in; a cgroup
+    // still busy stays for `schism cleanup`, which removes node cgroups no live run claims.
+    if let Some(cgroups) = run.cgroups {
+        let mut args = vec!["--".to_string()];
+        args.extend(cgroups.dirs().iter().map(|dir| dir.display().to_string()));
+        steps.push(UndoStep::Run {
+            netns: None,
+            program: rmdir,
+            args,
+        });
+    }
+    steps.push(UndoStep::Run {
+        netns: None,
+        program: rm,
+        args: vec![
+            "-rf".into(),
+            "--".into(),
+            Path::new(RUNS_DIR).join(run.run_id).display().to_string(),
+        ],
+    });
     Ok(steps)
 }
 
@@ -62,13 +82,16 @@ pub(crate) fn arm(run: &RunHoldings<'_>) -> Result<Guard, LocalError> {
     Ok(Guard::start(undo_steps(run)?, None)?)
 }
 
-fn locate_rm() -> Result<PathBuf, LocalError> {
-    ["/usr/bin/rm", "/bin/rm"]
+/// A coreutils program's path.
+fn locate(program: &str) -> Result<PathBuf, LocalError> {
+    ["/usr/bin", "/bin"]
         .iter()
-        .map(PathBuf::from)
+        .map(|dir| Path::new(dir).join(program))
         .find(|path| path.exists())
         .ok_or_else(|| {
-            LocalError::Node("`rm` was not found in /usr/bin or /bin (package coreutils)".into())
+            LocalError::Node(format!(
+                "`{program}` was not found in /usr/bin or /bin (package coreutils)"
+            ))
         })
 }
 
@@ -83,6 +106,7 @@ mod tests {
         let steps = undo_steps(&RunHoldings {
             run_id: "r1",
             node_groups: vec![4242],
+            cgroups: None,
             namespaces: &namespaces,
             data_dirs: &data_dirs,
         })
@@ -93,6 +117,13 @@ mod tests {
                 UndoStep::Kill(target) => format!("kill {target}"),
                 UndoStep::Continue(target) => format!("continue {target}"),
                 UndoStep::Run { args, .. } => args.join(" "),
+                UndoStep::WriteFile { path, contents } => {
+                    format!(
+                        "write {} to {}",
+                        String::from_utf8_lossy(contents),
+                        path.display()
+                    )
+                }
             })
             .collect();
         assert_eq!(

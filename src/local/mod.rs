@@ -12,6 +12,7 @@ mod backend;
 mod cluster;
 mod deadman;
 mod identity;
+mod node_cgroups;
 mod record;
 mod roles;
 mod subnet;

@@ -9,6 +9,7 @@ use std::process::Command;
 use crate::dataplane::{self, Netns, Tool};
 
 use super::LocalError;
+use super::node_cgroups::{dirs_below, remove_node_cgroups, run_cgroup_dirs};
 use super::subnet::Ipv4Subnet;
 
 /// Directory holding one folder per live (or crashed) run.
@@ -34,6 +35,9 @@ pub struct RunRecord {
     pub namespaces: Vec<String>,
     /// Data directories to delete with the run (logs are kept).
     pub data_dirs: Vec<PathBuf>,
+    /// The directory of the run's node cgroups, if it made them.
+    #[serde(default)]
+    pub cgroup_dir: Option<PathBuf>,
 }
 
 impl RunRecord {
@@ -237,14 +241,16 @@ impl std::fmt::Display for CleanupReport {
     }
 }
 
-/// Removes everything of runs whose owner process is gone: processes inside their namespaces,
-/// Schism's rules there, the namespaces, data directories and records. Also removes `sx-…`
-/// namespaces that no record claims. Live runs are left alone.
+/// Removes everything of runs whose owner process is gone: their node cgroups and the
+/// processes in them, processes inside their namespaces, Schism's rules there, the
+/// namespaces, data directories and records. Also removes `sx-…` namespaces and node cgroups
+/// that no live run claims. Live runs are left alone.
 pub fn cleanup_crashed_runs() -> Result<CleanupReport, LocalError> {
     dataplane::require_root("cleaning up local runs").map_err(LocalError::DataPlane)?;
     let _lock = RunsLock::acquire()?;
     let mut report = CleanupReport::default();
     let mut claimed: Vec<String> = Vec::new();
+    let mut live_runs: Vec<String> = Vec::new();
     for (dir, record) in RunRecord::read_all() {
         let run_id = dir
             .file_name()
@@ -253,10 +259,17 @@ pub fn cleanup_crashed_runs() -> Result<CleanupReport, LocalError> {
             .to_string();
         match record {
             Some(record) if record.owner_alive() => {
-                claimed.push(format!("{NETNS_PREFIX}{run_id}-"))
+                claimed.push(format!("{NETNS_PREFIX}{run_id}-"));
+                live_runs.push(run_id);
             }
             Some(record) => {
-                let mut removed = remove_run_resources(&record.namespaces, &record.data_dirs);
+                // Thawed and emptied first: a frozen process takes a kill only once thawed.
+                let mut removed = record
+                    .cgroup_dir
+                    .as_deref()
+                    .map(|dir| remove_node_cgroups(&dirs_below(dir)))
+                    .unwrap_or_default();
+                removed.extend(remove_run_resources(&record.namespaces, &record.data_dirs));
                 let _ = std::fs::remove_dir_all(&dir);
                 removed.push(format!("record {}", dir.display()));
                 report.runs.push(RunCleanup { run_id, removed });
@@ -284,8 +297,17 @@ pub fn cleanup_crashed_runs() -> Result<CleanupReport, LocalError> {
                 .any(|prefix| name.starts_with(prefix.as_str()))
         })
         .collect();
+    // Node cgroups of runs that are not live (a guard that fired removes its record before
+    // the last node process is gone, and so cannot always remove the cgroup itself).
+    let mut removed: Vec<String> = run_cgroup_dirs()
+        .into_iter()
+        .filter(|(run_id, _)| !live_runs.contains(run_id))
+        .flat_map(|(_, dir)| remove_node_cgroups(&dirs_below(&dir)))
+        .collect();
     if !orphans.is_empty() {
-        let removed = remove_run_resources(&orphans, &[]);
+        removed.extend(remove_run_resources(&orphans, &[]));
+    }
+    if !removed.is_empty() {
         report.runs.push(RunCleanup {
             run_id: "(no record)".into(),
             removed,
