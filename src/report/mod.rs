@@ -24,10 +24,15 @@ pub fn write_all(
     outcome: &ExperimentOutcome,
 ) -> std::io::Result<WrittenReport> {
     std::fs::create_dir_all(dir)?;
+    remove_partial_files(dir);
     let mut files = Vec::new();
+    // Each file is written whole under a temporary name and renamed: a run killed while
+    // writing leaves no half a result.json or junit.xml for a CI gate to misread.
     let mut write = |file: &str, contents: &[u8]| -> std::io::Result<()> {
         let path = dir.join(file);
-        std::fs::write(&path, contents)?;
+        let partial = dir.join(format!(".{file}{PARTIAL}"));
+        std::fs::write(&partial, contents)?;
+        std::fs::rename(&partial, &path)?;
         files.push(path);
         Ok(())
     };
@@ -52,4 +57,21 @@ pub fn write_all(
         dir: dir.to_owned(),
         files,
     })
+}
+
+/// The suffix of a report file being written.
+const PARTIAL: &str = ".partial";
+
+/// Removes what a run killed while writing its report left (`.<file>.partial`).
+fn remove_partial_files(dir: &Path) {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let name = entry.file_name();
+        let name = name.to_string_lossy();
+        if name.starts_with('.') && name.ends_with(PARTIAL) {
+            let _ = std::fs::remove_file(entry.path());
+        }
+    }
 }
